@@ -1,0 +1,80 @@
+"""What every sampler shares: the step record for callbacks, the model call and argument checks."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional
+
+import torch
+
+from ..parameterization import Prediction, check_prediction, to_x0_eps
+from ..schedules import NoiseSchedule, _check_steps
+
+Model = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a sampler reports to ``callback`` once per model evaluation.
+
+    ``i`` counts evaluations from 0 to ``num_steps − 1``; ``t`` is the ORIGINAL timestep index the model
+    saw; ``x_t`` [B, …] is the sampler's state at that step and ``x0_pred`` [B, …] the model's estimate
+    of the clean data from it (after clipping, when enabled).
+    """
+
+    i: int
+    num_steps: int
+    t: int
+    x_t: torch.Tensor
+    x0_pred: torch.Tensor
+
+
+Callback = Optional[Callable[[StepInfo], Any]]
+
+
+class Denoiser:
+    """Calls ``model(x_t, t, **cond)`` at one step of a schedule and returns (x̂₀, ε̂).
+
+    ``t`` passed to the model is an int64 tensor [B] holding the ORIGINAL timestep index.
+    """
+
+    def __init__(self, model: Model, prediction: Prediction, clip_x0: bool, cond: Mapping[str, Any] | None):
+        check_prediction(prediction)
+        self.model, self.prediction, self.clip_x0, self.cond = model, prediction, clip_x0, dict(cond or {})
+
+    def __call__(self, x_t: torch.Tensor, t_original: int, alpha_bar: float) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.full((x_t.shape[0],), t_original, dtype=torch.long, device=x_t.device)
+        output = self.model(x_t, t, **self.cond)
+        if not torch.is_tensor(output) or output.shape != x_t.shape:
+            got = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
+            raise ValueError(
+                f"model returned {got} for x_t of shape {tuple(x_t.shape)}; "
+                f"a {self.prediction!r} prediction must have the shape of x_t"
+            )
+        return to_x0_eps(output.to(x_t.dtype), x_t, alpha_bar, self.prediction, self.clip_x0)
+
+
+def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Standard normal noise shaped like x, drawn on the generator's device so a seed gives the same
+    noise whether x lives on the CPU or a GPU."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+
+
+def check_x_T(x_T: Any) -> None:
+    if not torch.is_tensor(x_T) or not x_T.is_floating_point() or x_T.ndim < 2:
+        raise ValueError("x_T must be a floating-point tensor of shape [B, …] (batch first)")
+
+
+def prepare(schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None) -> tuple[NoiseSchedule, int]:
+    """Move the schedule to x_T's device once and resolve ``steps`` (None = all T steps)."""
+    if not isinstance(schedule, NoiseSchedule):
+        raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+    check_x_T(x_T)
+    steps = schedule.num_timesteps if steps is None else steps
+    _check_steps(schedule.num_timesteps, steps)
+    return schedule.to(x_T.device), steps
+
+
+def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(str, allowed))}")

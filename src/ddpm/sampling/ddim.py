@@ -1,0 +1,53 @@
+"""DDIM sampling (Song, Meng & Ermon 2021, eq. 12) with stochasticity η on S respaced steps."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+
+from ..parameterization import Prediction
+from ..schedules import NoiseSchedule, Spacing
+from .common import Callback, Denoiser, Model, StepInfo, prepare, randn_like
+
+
+@torch.no_grad()
+def ddim(
+    model: Model,
+    schedule: NoiseSchedule,
+    x_T: torch.Tensor,
+    *,
+    steps: int | None = None,
+    prediction: Prediction = "eps",
+    clip_x0: bool = False,
+    generator: torch.Generator | None = None,
+    callback: Callback = None,
+    cond: Mapping[str, Any] | None = None,
+    eta: float = 0.0,
+    spacing: Spacing = "uniform",
+) -> torch.Tensor:
+    """DDIM: x_prev = √ᾱ_prev x̂₀ + √(1 − ᾱ_prev − σ²) ε̂ + σ z   (DDIM eq. 12)
+
+    with σ = η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev) (DDIM eq. 16), i.e. σ² = η² β̃ of the respaced
+    schedule: η = 0 is the deterministic DDIM, η = 1 is DDPM ancestral sampling with σ² = β̃ on the same
+    respaced steps. The last step lands on ᾱ_prev = 1 and returns x̂₀. x_T [B, …] → x₀ [B, …].
+    """
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
+    schedule, steps = prepare(schedule, x_T, steps)
+    coefs = schedule.respaced(steps, spacing)
+    denoise = Denoiser(model, prediction, clip_x0, cond)
+    alpha_bar = coefs.alphas_cumprod.tolist()
+    alpha_bar_prev = coefs.alphas_cumprod_prev.tolist()
+    sigma = (eta * coefs.posterior_variance.sqrt()).tolist()
+    t_original = coefs.timesteps.tolist()
+
+    x = x_T
+    for n, i in enumerate(reversed(range(steps))):
+        x0, eps = denoise(x, t_original[i], alpha_bar[i])
+        if callback is not None:
+            callback(StepInfo(n, steps, t_original[i], x, x0))
+        # max(…, 0) guards the η = 1 case, where 1 − ᾱ_prev − β̃ can round to a tiny negative number.
+        x = alpha_bar_prev[i] ** 0.5 * x0 + max(1.0 - alpha_bar_prev[i] - sigma[i] ** 2, 0.0) ** 0.5 * eps
+        if sigma[i] > 0:
+            x = x + sigma[i] * randn_like(x, generator)
+    return x

@@ -1,0 +1,70 @@
+"""DPM-Solver++ (Lu et al. 2022, arXiv:2211.01095), multistep, data prediction, order 1 or 2."""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import torch
+
+from ..parameterization import Prediction
+from ..schedules import NoiseSchedule, Spacing
+from .common import Callback, Denoiser, Model, StepInfo, prepare
+
+
+@torch.no_grad()
+def dpm_solver_pp(
+    model: Model,
+    schedule: NoiseSchedule,
+    x_T: torch.Tensor,
+    *,
+    steps: int | None = None,
+    prediction: Prediction = "eps",
+    clip_x0: bool = False,
+    generator: torch.Generator | None = None,
+    callback: Callback = None,
+    cond: Mapping[str, Any] | None = None,
+    order: int = 2,
+    spacing: Spacing = "logsnr",
+) -> torch.Tensor:
+    """DPM-Solver++(2M), Algorithm 2 of the paper, one model evaluation per step.
+
+    With α = √ᾱ, σ = √(1−ᾱ), λ = log(α/σ) and h_i = λ_{t_i} − λ_{t_{i−1}}, each step is
+        x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i} (e^{−h_i} − 1) D_i,
+        D_i = (1 + 1/(2r_i)) x̂₀(t_{i−1}) − 1/(2r_i) x̂₀(t_{i−2}),  r_i = h_{i−1}/h_i,
+    with D = x̂₀(t_{i−1}) (first order, equal to DDIM η = 0) on the first step or when ``order=1``.
+    The steps visit ``steps`` respaced timesteps from T−1 to 0; the final step goes to σ = 0 (λ = ∞),
+    where the update reduces to x̂₀ at t = 0. The default ``spacing="logsnr"`` (uniform in λ, as the
+    paper recommends) matters: on a time-uniform grid the last step to t = 0 spans a λ interval several
+    times longer than its predecessor, r_i ≪ 1, and the second-order extrapolation overshoots (with an
+    exact Gaussian denoiser at 20 steps: output variance +50% time-uniform, +3% logSNR-uniform). Deterministic: ``generator`` is accepted for the shared
+    signature and unused. x_T [B, …] → x₀ [B, …].
+    """
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 or 2, got {order!r}")
+    schedule, steps = prepare(schedule, x_T, steps)
+    coefs = schedule.respaced(steps, spacing)
+    denoise = Denoiser(model, prediction, clip_x0, cond)
+    alpha_bar = coefs.alphas_cumprod.tolist()
+    alpha = [a ** 0.5 for a in alpha_bar]
+    sigma = [(1.0 - a) ** 0.5 for a in alpha_bar]
+    lam = [math.log(a) - math.log(s) for a, s in zip(alpha, sigma)]
+    t_original = coefs.timesteps.tolist()
+
+    x = x_T
+    x0_prev, h_prev = None, None
+    for n, i in enumerate(reversed(range(steps))):
+        x0, _ = denoise(x, t_original[i], alpha_bar[i])
+        if callback is not None:
+            callback(StepInfo(n, steps, t_original[i], x, x0))
+        if i == 0:
+            return x0
+        j = i - 1
+        h = lam[j] - lam[i]
+        if order == 1 or x0_prev is None:
+            d = x0
+        else:
+            r = h_prev / h
+            d = (1 + 0.5 / r) * x0 - (0.5 / r) * x0_prev
+        x = (sigma[j] / sigma[i]) * x - alpha[j] * math.expm1(-h) * d
+        x0_prev, h_prev = x0, h
+    raise AssertionError("unreachable: the loop returns at i == 0")

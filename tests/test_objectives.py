@@ -1,0 +1,62 @@
+"""L_simple: targets, per-example losses and timestep sampling."""
+import pytest
+import torch
+
+from ddpm import NoiseSchedule, training_loss
+from ddpm.parameterization import eps_from_x0, target_for
+
+S = NoiseSchedule.from_name("cosine", 100)
+
+
+def oracle(x0_true, prediction):
+    """A model that knows x₀ and answers exactly what ``prediction`` asks for."""
+
+    def model(x_t, t):
+        abar = S.alphas_cumprod[t].to(x_t.dtype).reshape(-1, 1, 1, 1)
+        eps = eps_from_x0(x_t, x0_true, abar)
+        return target_for(prediction, x0_true, eps, abar)
+
+    return model
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_oracle_has_zero_loss(prediction):
+    x0 = torch.rand(16, 1, 4, 4, dtype=torch.float64) * 2 - 1
+    out = training_loss(oracle(x0, prediction), S, x0, prediction=prediction, generator=torch.Generator().manual_seed(0))
+    assert out["loss"].shape == (16,) and out["t"].shape == (16,)
+    assert out["loss"].max() < 1e-12
+
+
+def test_zero_model_loss_is_the_target_energy():
+    x0 = torch.rand(8, 1, 4, 4) * 2 - 1
+    noise = torch.randn_like(x0)
+    t = torch.arange(8) * 12
+    out = training_loss(lambda x, t: torch.zeros_like(x), S, x0, t=t, noise=noise)
+    torch.testing.assert_close(out["loss"], noise.pow(2).mean(dim=(1, 2, 3)))
+    torch.testing.assert_close(out["x_t"], S.q_sample(x0, t, noise))
+    assert torch.equal(out["t"], t)
+    out = training_loss(lambda x, t: torch.zeros_like(x), S, x0, t=t, noise=noise, prediction="x0")
+    torch.testing.assert_close(out["loss"], x0.pow(2).mean(dim=(1, 2, 3)))
+
+
+def test_timesteps_are_uniform():
+    """Counts over T = 100 bins from 100 000 draws: a χ² statistic with 99 degrees of freedom."""
+    n, T = 100_000, 100
+    x0 = torch.zeros(n, 1)
+    out = training_loss(lambda x, t: torch.zeros_like(x), S, x0, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(out["t"], minlength=T).double()
+    chi2 = ((counts - n / T) ** 2 / (n / T)).sum().item()
+    assert chi2 < 99 + 5 * (2 * 99) ** 0.5  # mean 99, sd √198
+    assert out["t"].min() == 0 and out["t"].max() == T - 1
+
+
+def test_respaced_schedule_calls_model_with_original_timesteps():
+    r = S.respaced(10)
+    seen = []
+    training_loss(lambda x, t: seen.append(t) or torch.zeros_like(x), r, torch.zeros(64, 2))
+    assert set(seen[0].tolist()) <= set(r.timesteps.tolist())
+
+
+def test_wrong_output_shape():
+    with pytest.raises(ValueError, match=r"model returned shape \(4, 1\) for input \(4, 2\)"):
+        training_loss(lambda x, t: x[:, :1], S, torch.zeros(4, 2))

@@ -1,0 +1,231 @@
+"""Samplers driven by an exact denoiser (Gaussian data, see gaussian.py), equivalences and bad input.
+
+Tolerances: Monte-Carlo parts are Z = 5 standard errors for the sample size (stats.py); systematic
+parts are each sampler's discretisation error for this data, derived exactly (the samplers are affine
+maps of x_T here): DDPM with all 1000 steps is within 2.5% in variance (moment propagation below),
+DDIM-50 within 17% and DPM-Solver++-20 within 6% (first- and second-order ODE solvers; their
+convergence orders are asserted separately against the exact ODE solution).
+"""
+import pytest
+import torch
+
+from ddpm import NoiseSchedule, StepInfo, sample, spaced_timesteps
+from gaussian import MU, S, ddpm_exact_moments, exact_denoiser, ode_solution
+from stats import assert_gaussian_moments
+
+N = 20_000
+LINEAR = NoiseSchedule.from_name("linear", 1000)
+COSINE = NoiseSchedule.from_name("cosine", 1000)
+
+
+def noise(n=N, d=4, seed=0, dtype=torch.float64):
+    return torch.randn(n, d, dtype=dtype, generator=torch.Generator().manual_seed(seed))
+
+
+def gen(seed=1):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+def test_ddpm_all_steps_reproduces_the_data(variance):
+    m, v = ddpm_exact_moments(LINEAR, list(range(1000)), variance)
+    # the sampler's exact output distribution is the data's up to discretisation
+    assert ((m - MU) / S).abs().max() < 1e-3
+    assert (v / S**2 - 1).abs().max() < 0.025
+    x0 = sample(exact_denoiser(LINEAR), LINEAR, noise(), sampler="ddpm", variance=variance, generator=gen())
+    assert_gaussian_moments(x0, m, v)  # Monte-Carlo only: the sampler does what the recurrences say
+    assert_gaussian_moments(x0, MU, S**2, bias_var=0.025, bias_mean=1e-3)
+
+
+def test_ddpm_respaced_matches_its_exact_moments():
+    r = LINEAR.respaced(50)
+    m, v = ddpm_exact_moments(r, list(range(50)), "beta_tilde")
+    x0 = sample(exact_denoiser(LINEAR), LINEAR, noise(), sampler="ddpm", steps=50, generator=gen())
+    assert_gaussian_moments(x0, m, v)
+
+
+def test_naive_skipping_keeps_original_coefficients():
+    keep = spaced_timesteps(1000, 50)
+    m, v = ddpm_exact_moments(LINEAR, keep, "beta_tilde")
+    x0 = sample(exact_denoiser(LINEAR), LINEAR, noise(), sampler="ddpm", steps=50, skip="naive", generator=gen())
+    assert_gaussian_moments(x0, m, v)
+    # …and it is badly wrong, which is why respacing exists: 50 small original steps barely remove
+    # the noise, so the output variance stays near 1 whatever the data's (8.8× too large for s = 0.3)
+    assert (v - 1).abs().max() < 0.25 and (v / S**2)[0] > 5
+
+
+def test_naive_and_respaced_agree_on_all_steps():
+    xT = noise(64)
+    a = sample(exact_denoiser(COSINE), COSINE, xT, sampler="ddpm", skip="naive", generator=gen())
+    b = sample(exact_denoiser(COSINE), COSINE, xT, sampler="ddpm", skip="respace", generator=gen())
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "sampler, steps, bias_var",
+    [("ddim", 50, 0.17), ("dpm-solver++", 20, 0.06)],
+)
+@pytest.mark.parametrize("schedule", [LINEAR, COSINE], ids=["linear", "cosine"])
+def test_deterministic_samplers_reproduce_the_data(sampler, steps, bias_var, schedule):
+    x0 = sample(exact_denoiser(schedule), schedule, noise(), sampler=sampler, steps=steps)
+    assert_gaussian_moments(x0, MU, S**2, bias_var=bias_var, bias_mean=0.005)
+
+
+@pytest.mark.parametrize(
+    "sampler, spacing, order",
+    [("ddim", "uniform", 1), ("ddim", "quadratic", 1), ("dpm-solver++", "logsnr", 2), ("dpm-solver++", "uniform", 2)],
+)
+def test_convergence_order_against_exact_ode(sampler, spacing, order):
+    """Error against the exact probability-flow ODE solution falls as steps^−order."""
+    xT = noise(512)
+    errors = []
+    for steps in (50, 100, 200):
+        first = spaced_timesteps(1000, steps, spacing, LINEAR.alphas_cumprod)[-1]
+        x0 = sample(exact_denoiser(LINEAR), LINEAR, xT, sampler=sampler, steps=steps, spacing=spacing)
+        errors.append((x0 - ode_solution(LINEAR, xT, first)).abs().max().item())
+    ratio = errors[0] / errors[1]
+    assert 2**order * 0.8 < ratio < 2**order * 1.25, f"errors {errors}: ratio {ratio:.2f}, expected ≈ {2**order}"
+    assert errors[2] < errors[1]
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++"])
+@pytest.mark.parametrize("prediction", ["x0", "v"])
+def test_parameterizations_are_equivalent(sampler, prediction):
+    xT = noise(256)
+    kwargs = dict(steps=25) if sampler != "ddpm" else dict(steps=100)
+    a = sample(exact_denoiser(COSINE, "eps"), COSINE, xT, sampler=sampler, generator=gen(), **kwargs)
+    b = sample(exact_denoiser(COSINE, prediction), COSINE, xT, sampler=sampler, generator=gen(), prediction=prediction, **kwargs)
+    torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("steps", [1, 10, 50])
+def test_ddim_eta1_is_ddpm_with_posterior_variance(steps):
+    """DDIM eq. 16 with η = 1 gives σ² = β̃ and the DDPM posterior mean: with the same noise the two
+    samplers produce the same trajectory (so every step has the same distribution)."""
+    xT = noise(256)
+    a = sample(exact_denoiser(LINEAR), LINEAR, xT, sampler="ddim", steps=steps, eta=1.0, generator=gen(7))
+    b = sample(exact_denoiser(LINEAR), LINEAR, xT, sampler="ddpm", steps=steps, variance="beta_tilde", generator=gen(7))
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_ddim_one_step_distribution_matches_ddpm():
+    """One step from the same x_t: both samplers' (mean, σ) agree, read off two noise draws each."""
+    r = LINEAR.respace([0, 400, 999])
+    xT = noise(64)
+    outs = {}
+    for seed in (1, 2):
+        for name, kw in [("ddim", dict(eta=1.0)), ("ddpm", dict(variance="beta_tilde"))]:
+            states = []
+            sample(exact_denoiser(LINEAR), r, xT, sampler=name, generator=gen(seed), callback=lambda i: states.append(i.x_t), **kw)
+            outs[name, seed] = states[1]  # x at t = 400 after one step from t = 999
+    for name in ("ddim", "ddpm"):
+        assert not torch.allclose(outs[name, 1], outs[name, 2])
+    torch.testing.assert_close(outs["ddim", 1], outs["ddpm", 1], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(outs["ddim", 2], outs["ddpm", 2], rtol=1e-10, atol=1e-10)
+
+
+def test_dpm_solver_first_order_is_ddim():
+    xT = noise(256)
+    a = sample(exact_denoiser(COSINE), COSINE, xT, sampler="dpm-solver++", steps=20, order=1, spacing="uniform")
+    b = sample(exact_denoiser(COSINE), COSINE, xT, sampler="ddim", steps=20, eta=0.0)
+    torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("sampler, options", [("ddpm", {}), ("ddim", {"eta": 0.5}), ("ddpm", {"steps": 10, "skip": "naive"})])
+def test_seeded_runs_are_bit_identical(sampler, options):
+    model = lambda x, t: torch.tanh(x) * (t[:, None, None, None] / 10.0)  # noqa: E731
+    s = NoiseSchedule.from_name("linear", 20)
+    xT = torch.randn(3, 1, 8, 8, generator=gen(0))
+    a = sample(model, s, xT, sampler=sampler, generator=gen(5), **options)
+    b = sample(model, s, xT, sampler=sampler, generator=gen(5), **options)
+    c = sample(model, s, xT, sampler=sampler, generator=gen(6), **options)
+    assert a.dtype == torch.float32 and a.shape == xT.shape
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize(
+    "sampler, options, expected_t",
+    [
+        ("ddpm", {}, list(range(99, -1, -1))),
+        ("ddpm", {"steps": 5}, [99, 74, 50, 25, 0]),
+        ("ddpm", {"steps": 5, "skip": "naive"}, [99, 74, 50, 25, 0]),
+        ("ddim", {"steps": 4}, [99, 66, 33, 0]),
+        ("dpm-solver++", {"steps": 3, "spacing": "uniform"}, [99, 50, 0]),
+    ],
+)
+def test_callback_and_model_see_original_timesteps(sampler, options, expected_t):
+    s = NoiseSchedule.from_name("cosine", 100)
+    calls, infos = [], []
+    model = exact_denoiser(s, calls=calls)
+    xT = noise(8)
+    out = sample(model, s, xT, sampler=sampler, callback=infos.append, generator=gen(), **options)
+    assert [int(t[0]) for t in calls] == expected_t
+    assert all(t.dtype == torch.long and t.shape == (8,) and (t == t[0]).all() for t in calls)
+    assert [info.t for info in infos] == expected_t
+    assert [info.i for info in infos] == list(range(len(expected_t)))
+    assert all(isinstance(info, StepInfo) and info.num_steps == len(expected_t) for info in infos)
+    assert torch.equal(infos[0].x_t, xT)
+    assert all(info.x0_pred.shape == xT.shape for info in infos)
+    if sampler != "ddpm":  # the deterministic samplers return the last x̂₀
+        assert torch.equal(out, infos[-1].x0_pred)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++"])
+def test_clip_x0(sampler):
+    s = NoiseSchedule.from_name("linear", 50)
+    wild = lambda x, t: -3 * x  # noqa: E731  (ε̂ = −3x predicts x̂₀ far outside [−1, 1])
+    infos = []
+    out = sample(wild, s, noise(16), sampler=sampler, clip_x0=True, callback=infos.append, generator=gen())
+    assert all(info.x0_pred.abs().max() <= 1.0 for info in infos)
+    assert out.abs().max() <= 1.0 + 1e-6
+    unclipped = sample(wild, s, noise(16), sampler=sampler, generator=gen())
+    assert unclipped.abs().max() > 1.0
+
+
+def test_sampling_moves_nothing_per_step_and_keeps_dtype():
+    s = NoiseSchedule.from_name("linear", 30)
+    xT = torch.randn(2, 3, 8, 8, dtype=torch.bfloat16)
+    out = sample(lambda x, t: 0.1 * x, s, xT, sampler="ddim", steps=10)
+    assert out.dtype == torch.bfloat16 and out.shape == xT.shape
+
+
+def _model(x, t):
+    return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(sampler="euler"), "unknown sampler 'euler'; expected one of ddpm, ddim, dpm-solver\\+\\+"),
+        (dict(sampler="ddim", steps=11), r"steps must be an integer in 1..10 \(the schedule's T\), got 11"),
+        (dict(sampler="ddpm", steps=0), "steps must be an integer in 1..10"),
+        (dict(sampler="ddim", eta=1.5), r"eta must be a number in \[0, 1\], got 1.5"),
+        (dict(sampler="ddim", eta=-0.1), r"eta must be a number in \[0, 1\]"),
+        (dict(sampler="ddpm", eta=0.0), "sampler 'ddpm' takes no option 'eta'"),
+        (dict(sampler="ddpm", variance="learned"), "unknown variance 'learned'; expected one of beta, beta_tilde"),
+        (dict(sampler="ddpm", skip="random"), "unknown skip 'random'; expected one of respace, naive"),
+        (dict(sampler="dpm-solver++", order=3), "order must be 1 or 2, got 3"),
+        (dict(sampler="ddim", prediction="score"), "unknown prediction 'score'"),
+        (dict(sampler="ddim", spacing="cubic"), "unknown spacing 'cubic'"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    s = NoiseSchedule.from_name("linear", 10)
+    with pytest.raises(ValueError, match=match):
+        sample(_model, s, torch.zeros(2, 3), **kwargs)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++"])
+def test_model_with_wrong_output_shape(sampler):
+    s = NoiseSchedule.from_name("linear", 10)
+    bad = lambda x, t: x[:, :1]  # noqa: E731
+    with pytest.raises(ValueError, match=r"model returned \(2, 1\) for x_t of shape \(2, 3\)"):
+        sample(bad, s, torch.zeros(2, 3), sampler=sampler)
+
+
+def test_bad_x_T_and_schedule():
+    s = NoiseSchedule.from_name("linear", 10)
+    with pytest.raises(ValueError, match="x_T must be a floating-point tensor"):
+        sample(_model, s, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="schedule must be a NoiseSchedule"):
+        sample(_model, "linear", torch.zeros(2, 3))
