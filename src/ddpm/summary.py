@@ -1,0 +1,37 @@
+"""A short Markdown summary of a run: what was trained, how long it took, where the pictures are."""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import RunConfig
+
+
+def write_summary(run_dir: Path, config: RunConfig, summary: dict[str, Any]) -> Path:
+    log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = log[-1] if log else {}
+    m, t, s = config.model, config.train, config.sample
+    lines = [
+        f"# Run summary: {run_dir.name}",
+        "",
+        f"- data: {config.data.dataset}, {config.data.image_size}×{config.data.image_size}, {config.data.channels} channel(s)",
+        f"- model: {m.architecture}, {summary['parameters'] / 1e6:.2f}M parameters, widths {m.base_channels}×{list(m.channel_mults)}",
+        f"- diffusion: {config.diffusion.schedule} schedule, T = {config.diffusion.num_timesteps}, predicts {config.diffusion.prediction}",
+        f"- training: {summary['steps']} steps of batch {t.batch_size} ({summary['steps'] * t.batch_size} images) in "
+        f"{summary['elapsed_s'] / 60:.1f} min, stopped by {summary['stopped_by']}; last logged loss {last.get('loss', float('nan')):.4f}, "
+        f"{last.get('images_per_s', float('nan')):.0f} images/s",
+        f"- sampling: {s.num} samples with {s.sampler}, {s.steps} steps, EMA weights, in {summary.get('sampling_s', float('nan')):.1f} s",
+        f"- total wall time: {summary.get('total_s', summary['elapsed_s']) / 60:.1f} min",
+        f"- machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "",
+        "![samples](samples.png)",
+        "",
+        "Progress grids from one fixed latent are in `progress/`; the loss log is `metrics.jsonl`.",
+    ]
+    path = run_dir / "summary.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,29 @@
+"""Small shared fixtures for the training and CLI tests: sklearn's 8×8 digits as an ImageData."""
+import numpy as np
+import torch
+
+from ddpm.config import RunConfig
+from ddpm.data import DIGIT_CLASSES, ImageData
+
+
+def sklearn_digits(n: int = 300) -> ImageData:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.rint(digits.images[:n] * 255 / 16).astype(np.uint8)[:, None]  # 0..16 → 0..255
+    return ImageData("digits", torch.from_numpy(images), torch.from_numpy(digits.target[:n].astype(np.int64)), DIGIT_CLASSES)
+
+
+def tiny_config(**sections) -> RunConfig:
+    raw = {
+        "data": {"dataset": "mnist"},
+        "diffusion": {"num_timesteps": 100},
+        "model": {"base_channels": 16, "channel_mults": [1, 2], "num_res_blocks": 1, "attention_resolutions": [4],
+                  "head_channels": 16, "dropout": 0.0},
+        "train": {"steps": 30, "batch_size": 32, "lr": 2e-3, "warmup_steps": 5, "log_every": 10, "sample_every": 0,
+                  "checkpoint_every": 1000, "ema_decay": 0.9},
+        "sample": {"sampler": "ddim", "steps": 5, "num": 8},
+    }
+    for section, values in sections.items():
+        raw[section].update(values)
+    return RunConfig.from_dict(raw)

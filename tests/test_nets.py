@@ -1,0 +1,110 @@
+"""Denoiser networks: shapes, what the time and label inputs do, configuration errors, golden sizes."""
+import pytest
+import torch
+
+from ddpm.nets import MLP, MLPConfig, UNet, UNetConfig, build_denoiser
+from ddpm.nets.layers import timestep_embedding
+
+
+def randomize(net: torch.nn.Module) -> torch.nn.Module:
+    """Zero-initialised output layers make a fresh net output 0; give every weight a value instead."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return net.eval()
+
+
+def tiny(**kw) -> UNetConfig:
+    base = dict(image_size=16, in_channels=1, base_channels=8, channel_mults=(1, 2), num_res_blocks=1,
+                attention_resolutions=(8,), head_channels=8, dropout=0.0, norm_groups=4)
+    base.update(kw)
+    return UNetConfig(**base)
+
+
+@pytest.mark.parametrize("size", [28, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_unet_output_shape(size, channels):
+    net = UNet(tiny(image_size=size, in_channels=channels, attention_resolutions=(size // 2,)))
+    x = torch.randn(2, channels, size, size)
+    assert net(x, torch.tensor([0, 999])).shape == x.shape
+
+
+@pytest.mark.parametrize("conditioning", ["adagn", "add"])
+def test_time_input_changes_output(conditioning):
+    net = randomize(UNet(tiny(time_conditioning=conditioning)))
+    x = torch.randn(2, 1, 16, 16)
+    a, b = net(x, torch.tensor([10, 10])), net(x, torch.tensor([900, 900]))
+    assert (a - b).abs().mean() > 1e-3 * a.abs().mean()
+
+
+def test_no_time_switch_removes_the_time_input():
+    net = randomize(UNet(tiny(use_time=False)))
+    assert net.time_embed is None
+    x = torch.randn(2, 1, 16, 16)
+    assert torch.equal(net(x, torch.tensor([10, 10])), net(x, torch.tensor([900, 900])))
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in UNet(tiny()).parameters())
+
+
+def test_class_conditioning_changes_output_and_null_label():
+    net = randomize(UNet(tiny(num_classes=10)))
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([500, 500])
+    a, b = net(x, t, y=torch.tensor([1, 1])), net(x, t, y=torch.tensor([7, 7]))
+    assert (a - b).abs().mean() > 1e-3 * a.abs().mean()
+    # y = None is the reserved "no label" index num_classes (for classifier-free guidance)
+    assert torch.equal(net(x, t), net(x, t, y=torch.tensor([10, 10])))
+    with pytest.raises(ValueError, match="unconditional"):
+        UNet(tiny())(x, t, y=torch.tensor([1, 1]))
+
+
+def test_rescale_skip_changes_output():
+    a = randomize(UNet(tiny(rescale_skip=False)))
+    b = randomize(UNet(tiny(rescale_skip=True)))
+    x = torch.randn(1, 1, 16, 16)
+    assert not torch.allclose(a(x, torch.tensor([3])), b(x, torch.tensor([3])))
+
+
+def test_ddpm_cifar10_model_has_35_7M_parameters():
+    cfg = UNetConfig(image_size=32, in_channels=3, base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2,
+                     attention_resolutions=(16,), dropout=0.1, time_conditioning="add", rescale_skip=True)
+    n = sum(p.numel() for p in UNet(cfg).parameters())
+    assert 35.6e6 < n < 35.8e6  # Ho et al. 2020, Appendix B: 35.7M
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(attention_resolutions=(5,)), r"attention_resolutions \[5\] are never reached; the feature maps are \[16, 8\]"),
+        (dict(image_size=28, channel_mults=(1, 2, 2, 2)), "image_size 28 must be divisible by 2\\^3"),
+        (dict(time_conditioning="film"), "time_conditioning must be 'adagn' or 'add'"),
+        (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
+    ],
+)
+def test_bad_unet_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tiny(**kwargs)
+
+
+def test_mlp_interface():
+    net = randomize(MLP(MLPConfig(image_size=8, in_channels=1, hidden=32, depth=2)))
+    x = torch.randn(3, 1, 8, 8)
+    a = net(x, torch.tensor([1, 1, 1]))
+    assert a.shape == x.shape
+    assert not torch.allclose(a, net(x, torch.tensor([500, 500, 500])))
+    flat = randomize(MLP(MLPConfig(image_size=8, hidden=32, depth=2, use_time=False)))
+    assert torch.equal(flat(x, torch.tensor([1, 1, 1])), flat(x, torch.tensor([9, 9, 9])))
+
+
+def test_build_denoiser_rejects_unknown_options():
+    with pytest.raises(ValueError, match="unknown model option\\(s\\) width for unet"):
+        build_denoiser("unet", width=3)
+    with pytest.raises(ValueError, match="unknown architecture 'vit'"):
+        build_denoiser("vit")
+
+
+def test_timestep_embedding_golden():
+    e = timestep_embedding(torch.tensor([0, 1]), 8)
+    assert e.shape == (2, 8)
+    torch.testing.assert_close(e[0], torch.tensor([1.0, 1, 1, 1, 0, 0, 0, 0]))
+    freqs = torch.tensor([1.0, 0.1, 0.01, 0.001])  # 10000^(−k/4)
+    torch.testing.assert_close(e[1], torch.cat([torch.cos(freqs), torch.sin(freqs)]))

@@ -1,0 +1,76 @@
+"""The trainer on sklearn's 8×8 digits: it learns, logs, checkpoints and round-trips exactly."""
+import json
+
+import pytest
+import torch
+
+from ddpm.generate import generate
+from ddpm.models import build_schedule, load_model
+from ddpm.train import Trainer
+from helpers import sklearn_digits, tiny_config
+
+CPU = torch.device("cpu")
+
+
+def test_short_training_lowers_the_loss(tmp_path):
+    config = tiny_config(train={"steps": 150, "log_every": 25})
+    trainer = Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(), quiet=True)
+    summary = trainer.run()
+    assert summary["steps"] == 150 and summary["stopped_by"] == "steps"
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [25, 50, 75, 100, 125, 150]
+    # a fresh ε-model's loss is E‖ε‖² = 1; a model that learned something predicts ε far better
+    assert log[0]["loss"] > 0.3 and log[-1]["loss"] < 0.5 * log[0]["loss"]
+    assert len(log[-1]["loss_per_bucket"]) == 10 and log[-1]["images_per_s"] > 0
+    # the noisiest tenth of timesteps is the easiest to predict ε for
+    buckets = [b for b in log[-1]["loss_per_bucket"] if b is not None]
+    assert buckets[-1] < buckets[0]
+
+
+def test_checkpoint_round_trip_gives_identical_samples(tmp_path):
+    config = tiny_config(train={"steps": 10})
+    trainer = Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True)
+    trainer.run()
+    model, loaded_config, step = load_model(tmp_path / "run", device=CPU)
+    assert step == 10 and loaded_config == trainer.config
+    for a, b in zip(model.state_dict().values(), trainer.ema.state_dict().values()):
+        assert torch.equal(a, b)
+    kwargs = dict(num=6, shape=(1, 8, 8), sampler="ddpm", steps=20, seed=3)
+    x = generate(trainer.ema, build_schedule(config), **kwargs)
+    y = generate(model, build_schedule(loaded_config), **kwargs)
+    assert x.dtype == torch.uint8 and torch.equal(x, y)
+    z = generate(model, build_schedule(loaded_config), **{**kwargs, "seed": 4})
+    assert not torch.equal(x, z)
+
+
+def test_progress_grids_from_a_fixed_latent(tmp_path):
+    config = tiny_config(train={"steps": 4, "sample_every": 2})
+    Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True).run()
+    grids = sorted(p.name for p in (tmp_path / "run" / "progress").iterdir())
+    assert grids == ["step_0000002.png", "step_0000004.png"]
+
+
+def test_conditional_training_and_time_budget(tmp_path):
+    config = tiny_config(data={"conditional": True}, train={"steps": 10_000, "max_minutes": 0.02})
+    trainer = Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True)
+    summary = trainer.run()
+    assert summary["stopped_by"] == "time budget" and 0 < summary["steps"] < 10_000
+    model, cfg, _ = load_model(tmp_path / "run")
+    assert cfg.model.num_classes == 10 and model.label_embed is not None
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    config = tiny_config(train={"steps": 2})
+    Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True).run()
+    with pytest.raises(ValueError, match="already holds a run; use --resume to continue it or --force to overwrite it"):
+        Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True)
+    Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True, force=True)
+
+
+def test_resume_continues_the_step_count(tmp_path):
+    config = tiny_config(train={"steps": 4})
+    Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True).run()
+    longer = tiny_config(train={"steps": 8})
+    trainer = Trainer(longer, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True, resume=True)
+    assert trainer.step == 4
+    assert trainer.run()["steps"] == 4  # the saved config (steps = 4) wins on resume
