@@ -46,6 +46,27 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
             b_ema.copy_(b)
 
 
+class LogWindow:
+    """Loss statistics since the last log record: mean loss, loss per tenth of the timestep range, images/s."""
+
+    def __init__(self):
+        self.started = time.time()
+        self.steps, self.images, self.loss_sum = 0, 0, 0.0
+        self.bucket_sum = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
+        self.bucket_n = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
+
+    def add(self, per_example: torch.Tensor, t: torch.Tensor, num_timesteps: int) -> None:
+        per_example = per_example.double().cpu()
+        buckets = (t.cpu() * NUM_LOSS_BUCKETS // num_timesteps).clamp(max=NUM_LOSS_BUCKETS - 1)
+        self.bucket_sum.index_add_(0, buckets, per_example)
+        self.bucket_n.index_add_(0, buckets, torch.ones_like(per_example))
+        self.steps, self.images, self.loss_sum = self.steps + 1, self.images + len(per_example), self.loss_sum + per_example.mean().item()
+
+    def summary(self, now: float) -> dict[str, Any]:
+        return {"loss": self.loss_sum / max(self.steps, 1), "images_per_s": self.images / max(now - self.started, 1e-9),
+                "loss_per_bucket": [(s / n if n else None) for s, n in zip(self.bucket_sum.tolist(), self.bucket_n.tolist())]}
+
+
 class Trainer:
     """Trains ``config`` into ``out_dir``: checkpoints/, metrics.jsonl, progress/ grids and config.json."""
 
@@ -142,6 +163,15 @@ class Trainer:
                           labels=self.fixed_labels, x_T=self.fixed_latent, device=self.device)
         return save_grid(images, self.out / "progress" / f"step_{self.step:07d}.png")
 
+    def _log(self, log, window: "LogWindow", skipped: int) -> "LogWindow":
+        now = time.time()
+        record = {"step": self.step, **window.summary(now), "lr": self.lr_at(self.step - 1),
+                  "elapsed_s": self.elapsed_before + now - self.started, "skipped_steps": skipped}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+        return LogWindow()
+
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         t = self.config.train
@@ -152,11 +182,9 @@ class Trainer:
         self.started = time.time()
         deadline = None if t.max_minutes is None else self.started + 60 * t.max_minutes - self.elapsed_before
         log = (self.out / "metrics.jsonl").open("a")
-        bucket_sum = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
-        bucket_n = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
-        loss_sum, loss_n, bad_in_a_row, skipped = 0.0, 0, 0, 0
-        window_start, window_images = time.time(), 0
-        bar = tqdm(total=t.steps, initial=self.step, disable=self.quiet, dynamic_ncols=True, unit="step")
+        window = LogWindow()
+        bad_in_a_row, skipped = 0, 0
+        bar = self.bar = tqdm(total=t.steps, initial=self.step, disable=self.quiet, dynamic_ncols=True, unit="step")
         self.model.train()
         stop_reason = "steps"
         while self.step < t.steps:
@@ -187,29 +215,16 @@ class Trainer:
             scaler.update()
             update_ema(self.ema, self.model, self.ema_decay_at(self.step))
             self.step += 1
-            per_example = out["loss"].detach().double().cpu()
-            buckets = (out["t"].cpu() * NUM_LOSS_BUCKETS // self.config.diffusion.num_timesteps).clamp(max=NUM_LOSS_BUCKETS - 1)
-            bucket_sum.index_add_(0, buckets, per_example)
-            bucket_n.index_add_(0, buckets, torch.ones_like(per_example))
-            loss_sum, loss_n = loss_sum + loss.item(), loss_n + 1
-            window_images += x.shape[0]
+            window.add(out["loss"].detach(), out["t"], self.config.diffusion.num_timesteps)
             bar.update(1)
             if self.step % t.log_every == 0 or self.step == t.steps:
-                now = time.time()
-                rate = window_images / max(now - window_start, 1e-9)
-                record = {"step": self.step, "loss": loss_sum / loss_n, "lr": self.lr_at(self.step - 1),
-                          "images_per_s": rate, "elapsed_s": self.elapsed_before + now - self.started,
-                          "skipped_steps": skipped,
-                          "loss_per_bucket": [(s / n if n else None) for s, n in zip(bucket_sum.tolist(), bucket_n.tolist())]}
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{rate:.0f}")
-                bucket_sum.zero_(), bucket_n.zero_()
-                loss_sum, loss_n, window_start, window_images = 0.0, 0, now, 0
+                window = self._log(log, window, skipped)
             if t.sample_every and self.step % t.sample_every == 0:
                 self.save_progress_grid()
             if self.step % t.checkpoint_every == 0:
                 self.save_checkpoint()
+        if window.steps:  # what was trained since the last record (a time budget rarely ends on log_every)
+            self._log(log, window, skipped)
         bar.close()
         log.close()
         self.save_checkpoint()
