@@ -1,7 +1,7 @@
 """The DDPM/ADM U-Net. It knows nothing about diffusion: it maps (x [B, C, H, W], t [B], y [B]) to [B, C', H, W]."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import torch

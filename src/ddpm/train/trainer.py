@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -169,7 +168,10 @@ class Trainer:
                   "elapsed_s": self.elapsed_before + now - self.started, "skipped_steps": skipped}
         log.write(json.dumps(record) + "\n")
         log.flush()
-        self.bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
+        postfix = {"loss": f"{record['loss']:.4f}", "img_s": f"{record['images_per_s']:.0f}"}
+        if self.deadline is not None:  # the bar's own ETA counts train.steps, which a time budget cuts short
+            postfix["budget_left"] = f"{max(0.0, self.deadline - now) / 60:.1f}min"
+        self.bar.set_postfix(postfix)
         return LogWindow()
 
     # -- the loop --------------------------------------------------------------------------------
@@ -180,7 +182,7 @@ class Trainer:
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
         scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
         self.started = time.time()
-        deadline = None if t.max_minutes is None else self.started + 60 * t.max_minutes - self.elapsed_before
+        deadline = self.deadline = None if t.max_minutes is None else self.started + 60 * t.max_minutes - self.elapsed_before
         log = (self.out / "metrics.jsonl").open("a")
         window = LogWindow()
         bad_in_a_row, skipped = 0, 0
