@@ -150,8 +150,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .generate import generate
-    from .models import build_schedule, pick_device
+    from .models import pick_device
     from .summary import write_summary
     from .train import Trainer
 
@@ -164,10 +163,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"ddpm demo: training a {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M-parameter U-Net on MNIST "
           f"for up to {config.train.max_minutes} minutes on {device}", file=sys.stderr)
     summary = trainer.run()
-    s = trainer.config.sample
     sample_started = time.time()
-    images = generate(trainer.ema, build_schedule(trainer.config), num=s.num, shape=(1, 28, 28), sampler=s.sampler, steps=s.steps,
-                      clip_x0=s.clip_x0, seed=0, device=device)
+    images = trainer.sample_ema(trainer.config.sample.num, seed=0)
     summary["sampling_s"] = time.time() - sample_started
     write_samples(images, None, args.out / "samples.npz")
     write_samples(images, None, args.out / "samples.png")

@@ -155,11 +155,16 @@ class Trainer:
         t = self.config.train
         return min(t.ema_decay, (1 + step) / (10 + step)) if t.ema_warmup else t.ema_decay
 
+    def sample_ema(self, num: int, *, seed: int = 0, x_T: torch.Tensor | None = None,
+                   labels: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 samples [num, C, H, W] from the EMA weights with the run's [sample] settings."""
+        s, d = self.config.sample, self.config.data
+        return generate(self.ema, self.schedule, num=num, shape=(d.channels, d.image_size, d.image_size),
+                        sampler=s.sampler, steps=s.steps, eta=s.eta, prediction=self.config.diffusion.prediction,
+                        clip_x0=s.clip_x0, labels=labels, seed=seed, x_T=x_T, device=self.device)
+
     def save_progress_grid(self) -> Path:
-        s = self.config.sample
-        images = generate(self.ema, build_schedule(self.config), num=len(self.fixed_latent), shape=tuple(self.fixed_latent.shape[1:]),
-                          sampler=s.sampler, steps=s.steps, eta=s.eta, prediction=self.config.diffusion.prediction, clip_x0=s.clip_x0,
-                          labels=self.fixed_labels, x_T=self.fixed_latent, device=self.device)
+        images = self.sample_ema(len(self.fixed_latent), x_T=self.fixed_latent, labels=self.fixed_labels)
         return save_grid(images, self.out / "progress" / f"step_{self.step:07d}.png")
 
     def _log(self, log, window: "LogWindow", skipped: int) -> "LogWindow":
