@@ -58,6 +58,8 @@ def test_bad_toml(tmp_path):
     path.write_text("[train\nsteps = 3")
     with pytest.raises(DdpmError, match="is not valid TOML"):
         RunConfig.from_toml(path)
+    with pytest.raises(DdpmError, match="cannot read config file"):
+        RunConfig.from_toml(tmp_path)
     path.write_text("[training]\nsteps = 3")
     with pytest.raises(DdpmError, match="unknown section\\(s\\) training"):
         RunConfig.from_toml(path)

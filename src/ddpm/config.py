@@ -109,6 +109,8 @@ class RunConfig:
             raw = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise DdpmError(f"config file {path} does not exist") from None
+        except OSError as e:
+            raise DdpmError(f"cannot read config file {path}: {e.strerror}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise DdpmError(f"config file {path} is not valid TOML: {e}") from None
         return cls.from_dict(raw, str(path))
