@@ -59,6 +59,7 @@ def test_same_seed_same_samples(run_dir, tmp_path):
         (["sample", "{run}", "--sampler", "euler", "--out", "{tmp}/x.npz"], "unknown sampler 'euler'; expected one of ddpm, ddim, dpm-solver++"),
         (["sample", "{run}", "--steps", "5000", "--out", "{tmp}/x.npz"], "steps must be an integer in 1..50"),
         (["sample", "{run}", "--label", "12", "--out", "{tmp}/x.npz"], "--label must be in 0..9 for this model"),
+        (["sample", "{run}", "--num", "1", "--steps", "1", "--out", "{tmp}/junk.safetensors/x.npz"], "File exists: {tmp}/junk.safetensors"),
     ],
 )
 def test_errors_are_one_sentence_and_exit_2(argv, message, tmp_path, run_dir, capsys):

@@ -181,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     except DdpmError as e:
         print(f"ddpm {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file the user named cannot be written or read (permissions, full disk, …)
+        print(f"ddpm {args.command}: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"ddpm {args.command}: interrupted", file=sys.stderr)
         return 130
