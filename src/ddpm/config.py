@@ -10,7 +10,7 @@ from typing import Any, Literal, Optional
 
 from .errors import DdpmError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: checkpoints/step_N.safetensors + step_N-state.pt, sha256 in the metadata
 PRESETS_DIR = Path(__file__).parent / "configs"
 
 
@@ -65,6 +65,8 @@ class TrainConfig:
     log_every: int = 50
     sample_every: int = 500  # fixed-latent grid every N steps (0: never)
     checkpoint_every: int = 1000
+    keep_checkpoints: int = 2  # complete checkpoints kept; older ones are deleted once a newer one is complete
+    max_bad_steps: int = 10  # this many non-finite losses or gradients in a row stop the run
 
 
 @dataclass
@@ -145,6 +147,8 @@ class RunConfig:
         need(t.warmup_steps >= 0, "train.warmup_steps", "zero or more")
         need(t.grad_clip >= 0, "train.grad_clip", "zero (off) or more")
         need(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)")
+        need(t.keep_checkpoints >= 1, "train.keep_checkpoints", "at least 1")
+        need(t.max_bad_steps >= 1, "train.max_bad_steps", "at least 1")
         need(t.log_every >= 1 and t.checkpoint_every >= 1 and t.sample_every >= 0, "train.log_every/checkpoint_every/sample_every", "positive")
         need(1 <= s.steps <= d.num_timesteps, "sample.steps", f"in 1..{d.num_timesteps} (diffusion.num_timesteps)")
         need(s.num >= 1, "sample.num", "a positive integer")

@@ -1,25 +1,44 @@
-"""Checkpoints: weights and EMA weights in one safetensors file whose metadata carries the full config
-and a format version (so ``ddpm sample CKPT`` needs nothing else), plus a resume-state file.
+"""Checkpoints that survive a crash at any moment.
 
-Both are written atomically: a temporary file in the same directory, fsync, then rename.
+A checkpoint of step N is two files in ``RUN/checkpoints/``:
+
+* ``step_0000000N.safetensors`` — weights and EMA weights; its metadata carries the full config and the
+  format version, so ``ddpm sample CKPT`` needs nothing else;
+* ``step_0000000N-state.pt`` — what resuming needs besides (optimizer, RNG states, data order), loaded
+  with ``weights_only=True`` so a pickle that tries to run code is refused.
+
+Each file is written atomically (temporary file in the same directory, fsync, rename, fsync of the
+directory), the state first and the weights last: a weights file that exists is complete and so is its state.
+Older checkpoints are deleted only after a newer one is complete, keeping the last ``keep`` of them, so a
+kill at any moment leaves at least one complete checkpoint once the first has been written.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..config import FORMAT_VERSION, RunConfig
 from ..errors import DdpmError
 
-WEIGHTS_NAME = "latest.safetensors"
-STATE_NAME = "latest-state.pt"
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step_(\d{8,})\.safetensors$")
+
+
+def weights_name(step: int) -> str:
+    return f"step_{step:08d}.safetensors"
+
+
+def state_path(weights: Path) -> Path:
+    return weights.with_name(weights.name.replace(".safetensors", "-state.pt"))
 
 
 def atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -27,6 +46,9 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide checkpoints from the user's group
     try:
         write(tmp)
         with open(tmp, "rb") as f:
@@ -42,23 +64,79 @@ def atomic_write(path: Path, write: Callable[[str], None]) -> None:
             os.unlink(tmp)
 
 
-def save_weights(path: Path, model: torch.nn.Module, ema: torch.nn.Module, config: RunConfig, step: int) -> None:
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run as (step, weights file), oldest first."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
+    return sorted(found)
+
+
+def _tensors(model: torch.nn.Module, ema: torch.nn.Module) -> dict[str, torch.Tensor]:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
-    metadata = {"format": "ddpm", "format_version": str(FORMAT_VERSION), "config": json.dumps(config.to_dict()), "step": str(step)}
+    return tensors
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over names and bytes, in name order: detects a flipped bit that safetensors' header check misses."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        h.update(name.encode())
+        h.update(tensors[name].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _write_weights(path: Path, tensors: dict[str, torch.Tensor], config: RunConfig, step: int) -> None:
+    metadata = {"format": "ddpm", "format_version": str(FORMAT_VERSION), "config": json.dumps(config.to_dict()),
+                "step": str(step), "sha256": tensors_digest(tensors)}
     atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
+def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, ema: torch.nn.Module, config: RunConfig,
+                    state: dict[str, Any], keep: int = 2) -> Path:
+    """Write the checkpoint of ``step`` (state first, weights last), then prune all but the last ``keep``.
+    Weights that are not finite are never written: the previous checkpoint stays the latest."""
+    tensors = _tensors(model, ema)
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise DdpmError(f"refusing to save a checkpoint at step {step}: {len(bad)} weight tensor(s) are not finite "
+                        f"(first: {bad[0]}); the previous checkpoint is kept")
+    path = Path(run_dir) / CHECKPOINT_DIR / weights_name(step)
+    atomic_write(state_path(path), lambda tmp: torch.save(state, tmp))
+    _write_weights(path, tensors, config, step)
+    for _, old in list_checkpoints(run_dir)[:-keep]:
+        state_path(old).unlink(missing_ok=True)
+        old.unlink(missing_ok=True)
+    return path
+
+
+def save_weights(path: Path, model: torch.nn.Module, ema: torch.nn.Module, config: RunConfig, step: int) -> None:
+    """A weights-only checkpoint file (no resume state): for exporting a model."""
+    _write_weights(Path(path), _tensors(model, ema), config, step)
+
+
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A run directory (its latest checkpoint) or a checkpoint file."""
+    """A run directory (its latest complete checkpoint) or a checkpoint file."""
     path = Path(path)
     if path.is_dir():
-        path = path / "checkpoints" / WEIGHTS_NAME
-        if not path.is_file():
-            raise DdpmError(f"{path.parent.parent} holds no checkpoint (expected {path})")
-    elif not path.is_file():
+        found = list_checkpoints(path)
+        if not found:
+            raise DdpmError(f"{path} holds no checkpoint (expected {path / CHECKPOINT_DIR / 'step_*.safetensors'})")
+        return found[-1][1]
+    if not path.is_file():
         raise DdpmError(f"checkpoint {path} does not exist")
     return path
+
+
+def _previous_hint(path: Path) -> str:
+    """' ; the previous checkpoint X (step N) is intact: …' when the run has an older one."""
+    older = [(s, p) for s, p in list_checkpoints(path.parent.parent) if p != path and p.name < path.name]
+    if not older:
+        return ""
+    step, prev = older[-1]
+    return f"; the previous checkpoint {prev} (step {step}) is intact: name that file instead (e.g. --resume {prev})"
 
 
 def load_weights(path: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor], dict[str, torch.Tensor], int]:
@@ -67,26 +145,30 @@ def load_weights(path: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor], 
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise DdpmError(f"{path} is not a ddpm checkpoint (cannot read it as safetensors: {e})") from None
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise DdpmError(f"{path} is not a ddpm checkpoint or is truncated (cannot read it as safetensors: {e})"
+                        f"{_previous_hint(path)}") from None
     if metadata.get("format") != "ddpm" or "config" not in metadata:
         raise DdpmError(f"{path} is a safetensors file but not a ddpm checkpoint (no ddpm config in its metadata)")
     version = int(metadata.get("format_version", "0"))
     if version > FORMAT_VERSION:
         raise DdpmError(f"{path} has checkpoint format {version}; this ddpm reads up to {FORMAT_VERSION}: upgrade ddpm")
+    if "sha256" in metadata and tensors_digest(tensors) != metadata["sha256"]:
+        raise DdpmError(f"{path} is corrupt (its tensors do not match the checksum written with them){_previous_hint(path)}")
     config = RunConfig.from_dict(json.loads(metadata["config"]), f"{path} config")
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     ema = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
     return config, model, ema, int(metadata.get("step", "0"))
 
 
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def load_state(path: Path) -> dict[str, Any]:
+def load_state(weights: Path) -> dict[str, Any]:
+    """The resume state beside a weights file, loaded without running any pickled code."""
+    path = state_path(weights)
+    if not path.is_file():
+        raise DdpmError(f"{weights} has no resume state beside it ({path.name}); it can be sampled from but not resumed")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated file or a pickle that tries to run code
-        raise DdpmError(f"{path} is not a valid resume state ({type(e).__name__}: {e})") from None
+        raise DdpmError(f"{path} is not a valid resume state ({type(e).__name__}: {str(e).splitlines()[0]})"
+                        f"{_previous_hint(weights)}") from None

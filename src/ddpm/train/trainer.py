@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+import signal
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -18,10 +22,18 @@ from ..generate import generate
 from ..models import build_model, build_schedule
 from ..objectives import training_loss
 from ..viz import save_grid
-from .checkpoint import STATE_NAME, WEIGHTS_NAME, load_state, load_weights, save_state, save_weights
+from .checkpoint import atomic_write, list_checkpoints, load_state, load_weights, resolve_checkpoint, save_checkpoint
 
 NUM_LOSS_BUCKETS = 10  # the loss is also logged per tenth of the timestep range
-MAX_BAD_STEPS = 10  # this many non-finite losses in a row stop the run
+
+
+class Interrupted(Exception):
+    """Training stopped by SIGINT or SIGTERM after saving a checkpoint; ``signum`` says which."""
+
+    def __init__(self, signum: int, step: int, out: Path):
+        self.signum, self.step, self.out = signum, step, out
+        super().__init__(f"{signal.Signals(signum).name} at step {step}: checkpoint saved; continue with "
+                         f"ddpm train --resume {out}")
 
 
 def resolve_config(config: RunConfig, data: ImageData) -> RunConfig:
@@ -43,6 +55,16 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         torch._foreach_lerp_(ema_params, params, 1.0 - decay)
         for b_ema, b in zip(ema.buffers(), model.buffers()):
             b_ema.copy_(b)
+
+
+def _record_step(line: str) -> int:
+    """The step of a training log record; evaluation records count as step 0 (always kept) and a line
+    that does not parse (half-written when the process was killed) as infinitely late (dropped)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return sys.maxsize
+    return int(record.get("step", 0)) if record.get("kind", "train") == "train" else 0
 
 
 class LogWindow:
@@ -69,15 +91,24 @@ class LogWindow:
 class Trainer:
     """Trains ``config`` into ``out_dir``: checkpoints/, metrics.jsonl, progress/ grids and config.json."""
 
-    def __init__(self, config: RunConfig, out_dir: str | Path, device: torch.device, *, resume: bool = False,
+    def __init__(self, config: RunConfig | None, out_dir: str | Path, device: torch.device, *, resume: bool | str | Path = False,
                  force: bool = False, data: ImageData | None = None, quiet: bool = False):
+        """``resume``: False (a new run), True (continue ``out_dir`` from its latest checkpoint, with its
+        saved config) or the path of one of its checkpoints (continue from that one)."""
         self.out = Path(out_dir)
         self.device, self.quiet = device, quiet
-        weights_path = self.out / "checkpoints" / WEIGHTS_NAME
+        checkpoint = weights = ema_weights = None
         if resume:
-            config, weights, ema_weights, _ = load_weights(weights_path)
-        elif weights_path.exists() and not force:
+            checkpoint, config = self._find_resume_point(resume, config)
+            if checkpoint is not None:
+                config, weights, ema_weights, _ = load_weights(checkpoint)
+        elif (list_checkpoints(self.out) or (self.out / "config.json").exists()) and not force:
             raise DdpmError(f"{self.out} already holds a run; use --resume to continue it or --force to overwrite it")
+        elif force:
+            for _, old in list_checkpoints(self.out):  # a fresh run must not resume into the old one's files
+                old.with_name(old.name.replace(".safetensors", "-state.pt")).unlink(missing_ok=True)
+                old.unlink()
+            (self.out / "metrics.jsonl").unlink(missing_ok=True)
         d = config.data
         self.data = data or load_dataset(d.dataset, root=d.data_dir, split="train", image_size=d.image_size,
                                          channels=d.channels, limit=d.limit, seed=config.train.seed)
@@ -90,28 +121,71 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.schedule = build_schedule(self.config).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
         self.step = 0
         self.data_gen = torch.Generator().manual_seed(t.seed + 1)
         self.noise_gen = torch.Generator(device=device).manual_seed(t.seed + 2)
         self.order = torch.randperm(len(self.data), generator=self.data_gen)
         self.position = 0
         self.elapsed_before = 0.0
+        self.started = time.time()
         # One fixed latent for the progress grids, so successive grids show the same samples improving.
         self.fixed_latent = torch.randn((min(64, self.config.sample.num), self.data.channels, self.data.image_size,
                                          self.data.image_size), generator=torch.Generator().manual_seed(t.seed + 3))
         self.fixed_labels = (torch.arange(len(self.fixed_latent)) % self.data.num_classes
                              if self.config.model.num_classes else None)
-        if resume:
+        if checkpoint is not None:
             self.model.load_state_dict(weights)
             self.ema.load_state_dict(ema_weights)
-            self._load_state(self.out / "checkpoints" / STATE_NAME)
+            self._load_state(load_state(checkpoint))
+            self._forget_after(checkpoint)
+
+    def _find_resume_point(self, resume: bool | str | Path, config: RunConfig | None) -> tuple[Path | None, RunConfig]:
+        """(checkpoint to resume from or None, config). A run killed before its first checkpoint restarts
+        from step 0 with its saved config.json, which gives the same result as never having started."""
+        if resume is not True:
+            return resolve_checkpoint(resume), config
+        if list_checkpoints(self.out):
+            return resolve_checkpoint(self.out), config
+        saved = self.out / "config.json"
+        if not saved.is_file():
+            raise DdpmError(f"{self.out} holds no run to resume (no checkpoints and no config.json)")
+        try:
+            config = RunConfig.from_dict(json.loads(saved.read_text()), str(saved))
+        except json.JSONDecodeError as e:
+            raise DdpmError(f"{saved} is not valid JSON ({e})") from None
+        print(f"note: {self.out} has no checkpoint yet; starting it again from step 0 with its config.json", file=sys.stderr)
+        return None, config
+
+    def _forget_after(self, checkpoint: Path) -> None:
+        """Resuming from step N: set aside later checkpoints (renamed *.abandoned, never deleted) and drop
+        training log records after step N, so the continued run's log has no duplicate steps."""
+        for step, path in list_checkpoints(self.out):
+            if step > self.step:
+                for p in (path, path.with_name(path.name.replace(".safetensors", "-state.pt"))):
+                    if p.exists():
+                        p.rename(p.with_name(p.name + ".abandoned"))
+                print(f"note: set aside {path.name} (step {step}), newer than the resumed step {self.step}", file=sys.stderr)
+        log = self.out / "metrics.jsonl"
+        if log.is_file():
+            lines = log.read_text().splitlines(keepends=True)
+            keep = [line for line in lines if _record_step(line) <= self.step]
+            if len(keep) != len(lines):
+                atomic_write(log, lambda tmp: Path(tmp).write_text("".join(keep)))
 
     # -- state -------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
+        np_state = np.random.get_state()
+        py_version, py_state, py_gauss = random.getstate()
         return {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "numpy_rng": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                          "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+            "python_rng": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss_next": py_gauss},
             "data_rng": self.data_gen.get_state(),
             "noise_rng": self.noise_gen.get_state().cpu(),
             "order": self.order,
@@ -119,20 +193,25 @@ class Trainer:
             "elapsed": self.elapsed_before + (time.time() - self.started),
         }
 
-    def _load_state(self, path: Path) -> None:
-        state = load_state(path)
+    def _load_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        n = state["numpy_rng"]
+        np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+        p = state["python_rng"]
+        random.setstate((p["version"], tuple(p["state"].tolist()), p["gauss_next"]))
         self.data_gen.set_state(state["data_rng"])
         self.noise_gen.set_state(state["noise_rng"].to(self.noise_gen.device) if self.device.type != "cpu" else state["noise_rng"])
         self.order, self.position = state["order"], int(state["position"])
         self.elapsed_before = float(state["elapsed"])
 
-    def save_checkpoint(self) -> None:
-        ckpt = self.out / "checkpoints"
-        save_weights(ckpt / WEIGHTS_NAME, self.model, self.ema, self.config, self.step)
-        save_state(ckpt / STATE_NAME, self._state())
+    def save_checkpoint(self) -> Path:
+        return save_checkpoint(self.out, self.step, self.model, self.ema, self.config, self._state(), keep=self.config.train.keep_checkpoints)
 
     # -- pieces of a step --------------------------------------------------------------------------
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -169,7 +248,7 @@ class Trainer:
 
     def _log(self, log, window: "LogWindow", skipped: int) -> "LogWindow":
         now = time.time()
-        record = {"step": self.step, **window.summary(now), "lr": self.lr_at(self.step - 1),
+        record = {"kind": "train", "step": self.step, **window.summary(now), "lr": self.lr_at(self.step - 1),
                   "elapsed_s": self.elapsed_before + now - self.started, "skipped_steps": skipped}
         log.write(json.dumps(record) + "\n")
         log.flush()
@@ -181,11 +260,19 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Train until train.steps or the time budget; SIGINT/SIGTERM save a checkpoint and raise ``Interrupted``."""
         t = self.config.train
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+        atomic_write(self.out / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(self.config.to_dict(), indent=2)))
+        stop_signal: list[int] = []
+        previous = _install_handlers(lambda signum, frame: stop_signal.append(signum))
+        try:
+            return self._loop(t, stop_signal)
+        finally:
+            _restore_handlers(previous)
+
+    def _loop(self, t, stop_signal: list[int]) -> dict[str, Any]:
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
-        scaler = torch.amp.GradScaler(self.device.type, enabled=t.precision == "fp16")
         self.started = time.time()
         deadline = self.deadline = None if t.max_minutes is None else self.started + 60 * t.max_minutes - self.elapsed_before
         log = (self.out / "metrics.jsonl").open("a")
@@ -194,7 +281,10 @@ class Trainer:
         bar = self.bar = tqdm(total=t.steps, initial=self.step, disable=self.quiet, dynamic_ncols=True, unit="step")
         self.model.train()
         stop_reason = "steps"
+        params = [p for p in self.model.parameters() if p.requires_grad]
         while self.step < t.steps:
+            if stop_signal:
+                break
             if deadline is not None and time.time() >= deadline:
                 stop_reason = "time budget"
                 break
@@ -205,21 +295,26 @@ class Trainer:
                 out = training_loss(self.model, self.schedule, x, prediction=self.config.diffusion.prediction,
                                     generator=self.noise_gen, cond={"y": y} if y is not None else None)
             loss = out["loss"].mean()
-            if not torch.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
+                # the norm is computed even without clipping: a non-finite gradient skips the step
+                norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
+                finite = bool(torch.isfinite(norm)) or t.precision == "fp16"  # fp16: the scaler skips and rescales
+            if not finite:
                 bad_in_a_row, skipped = bad_in_a_row + 1, skipped + 1
                 self.optimizer.zero_grad(set_to_none=True)
-                if bad_in_a_row >= MAX_BAD_STEPS:
-                    raise DdpmError(f"the loss was not finite {bad_in_a_row} steps in a row at step {self.step}; "
+                if bad_in_a_row >= t.max_bad_steps:
+                    log.close()
+                    bar.close()
+                    raise DdpmError(f"the loss or its gradient was not finite {bad_in_a_row} steps in a row at step {self.step}; "
                                     "training stopped (lower train.lr or use precision fp32); the last good checkpoint is kept")
                 continue
             bad_in_a_row = 0
-            self.optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if t.grad_clip > 0:
-                scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-            scaler.step(self.optimizer)
-            scaler.update()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
             update_ema(self.ema, self.model, self.ema_decay_at(self.step))
             self.step += 1
             window.add(out["loss"].detach(), out["t"], self.config.diffusion.num_timesteps)
@@ -234,9 +329,28 @@ class Trainer:
             self._log(log, window, skipped)
         bar.close()
         log.close()
-        self.save_checkpoint()
+        if not list_checkpoints(self.out) or list_checkpoints(self.out)[-1][0] != self.step:
+            self.save_checkpoint()
+        if stop_signal:
+            raise Interrupted(stop_signal[0], self.step, self.out)
         if t.sample_every and not (self.out / "progress" / f"step_{self.step:07d}.png").exists():
             self.save_progress_grid()
         return {"steps": self.step, "stopped_by": stop_reason, "skipped_steps": skipped,
                 "elapsed_s": self.elapsed_before + time.time() - self.started,
                 "parameters": sum(p.numel() for p in self.model.parameters())}
+
+
+def _install_handlers(handler) -> dict[int, Any]:
+    """Route SIGINT and SIGTERM to ``handler`` (only possible in the main thread; elsewhere nothing changes)."""
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread
+            pass
+    return previous
+
+
+def _restore_handlers(previous: dict[int, Any]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)

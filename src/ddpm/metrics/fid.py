@@ -1,0 +1,118 @@
+"""FID between image sets: folders, ``.npz`` sample files, saved statistics and dataset splits.
+
+An image set is named by a string:
+
+* a directory — every image in it (recursively), read with Pillow as RGB (grayscale repeated); images of
+  different sizes are each resized to 299×299 by the network's own resampling (said once);
+* ``FILE.npz`` holding ``arr_0`` — uint8 NHWC samples (guided-diffusion's convention, what ``ddpm sample``
+  writes) — or ``mu`` and ``sigma`` — saved statistics (what ``ddpm fid-stats`` writes);
+* ``DATASET:SPLIT`` (``mnist:test``, ``fashion-mnist:train``, ``cifar10:test`` …) — reference statistics
+  of that split, computed once and cached under ``cache_dir()/fid-stats``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from ..errors import DdpmError
+from .frechet import FeatureStats, frechet_distance
+
+def cache_dir() -> Path:
+    """$DDPM_CACHE, else $XDG_CACHE_HOME/ddpm, else ~/.cache/ddpm."""
+    if os.environ.get("DDPM_CACHE"):
+        return Path(os.environ["DDPM_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ddpm"
+
+
+def npz_images(path: Path) -> torch.Tensor:
+    """arr_0 of an .npz: uint8 [N, H, W, C] (or [N, H, W]) → uint8 [N, C, H, W]."""
+    with np.load(path, allow_pickle=False) as f:
+        if "arr_0" not in f:
+            raise DdpmError(f"{path} has neither arr_0 (images) nor mu/sigma (statistics)")
+        arr = f["arr_0"]
+    if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] not in (1, 3)):
+        raise DdpmError(f"{path}: arr_0 must be uint8 images [N, H, W, C] with C = 1 or 3, got {arr.dtype} {arr.shape}")
+    return torch.from_numpy(arr[..., None] if arr.ndim == 3 else arr).permute(0, 3, 1, 2).contiguous()
+
+
+def folder_batches(root: Path, batch_size: int = 256) -> Iterator[torch.Tensor]:
+    """uint8 [B, 3, H, W] batches of the images in ``root``, grouped by size (no resizing here)."""
+    from ..data.folder import list_images
+
+    by_size: dict[tuple[int, int], list[Path]] = defaultdict(list)
+    for path in list_images(root):
+        try:
+            with Image.open(path) as im:
+                by_size[im.size].append(path)
+        except (UnidentifiedImageError, OSError) as e:
+            raise DdpmError(f"cannot read image {path}: {e}") from None
+    if len(by_size) > 1:
+        print(f"note: images in {root} have {len(by_size)} different sizes; each is resized to 299×299 for Inception",
+              file=sys.stderr)
+    for paths in by_size.values():
+        for start in range(0, len(paths), batch_size):
+            arrays = []
+            for path in paths[start:start + batch_size]:
+                try:
+                    with Image.open(path) as im:
+                        arrays.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+                except (UnidentifiedImageError, OSError, SyntaxError) as e:
+                    raise DdpmError(f"cannot read image {path}: {e}") from None
+            yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def dataset_stats(spec: str, extractor, *, data_dir: str | None = None, refresh: bool = False,
+                  progress: Callable[[int], None] | None = None) -> FeatureStats:
+    """Cached statistics of a dataset split ``DATASET:SPLIT`` under the extractor's features."""
+    from ..data import DATASETS, load_dataset
+
+    name, _, split = spec.partition(":")
+    if name not in DATASETS:
+        raise DdpmError(f"{spec!r} is not a folder, an .npz file or DATASET:SPLIT with a dataset in {', '.join(DATASETS)}")
+    split = split or "test"
+    # a user's own copy of a dataset (--data-dir) gets its own cache entry
+    key = f"{name}-{split}" + (f"-{hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]}" if data_dir else "")
+    path = cache_dir() / "fid-stats" / f"{key}-{extractor.feature}.npz"
+    if path.is_file() and not refresh:
+        return FeatureStats.load(path)
+    data = load_dataset(name, root=data_dir, split=split)
+    stats = FeatureStats.from_features(extractor(data.images, progress=progress), extractor.feature, source=f"{name}:{split}")
+    stats.save(path)
+    return stats
+
+
+def image_set_stats(spec: str, extractor, *, data_dir: str | None = None,
+                    progress: Callable[[int], None] | None = None) -> FeatureStats:
+    """Statistics of an image set named as in the module docstring."""
+    path = Path(spec)
+    if path.is_dir():
+        feats = [extractor(batch, progress=progress) for batch in folder_batches(path)]
+        return FeatureStats.from_features(np.concatenate(feats), extractor.feature, source=str(path))
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise DdpmError(f"{path} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                is_stats = "mu" in f and "sigma" in f
+        except (OSError, ValueError) as e:
+            raise DdpmError(f"{path} is not a readable .npz file: {e}") from None
+        if is_stats:
+            return FeatureStats.load(path)
+        return FeatureStats.from_features(extractor(npz_images(path), progress=progress), extractor.feature, source=str(path))
+    if ":" in spec and not path.exists():
+        return dataset_stats(spec, extractor, data_dir=data_dir, progress=progress)
+    raise DdpmError(f"{spec!r} is not an image folder, an .npz file (arr_0 images or mu/sigma statistics) or DATASET:SPLIT")
+
+
+def fid_between(a: str, b: str, extractor, *, data_dir: str | None = None, progress=None) -> tuple[float, FeatureStats, FeatureStats]:
+    sa = image_set_stats(a, extractor, data_dir=data_dir, progress=progress)
+    sb = image_set_stats(b, extractor, data_dir=data_dir, progress=progress)
+    return frechet_distance(sa, sb), sa, sb

