@@ -115,6 +115,36 @@ def _eval_parsers(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
+VIZ_KINDS = ("forward", "schedules", "reverse", "progress", "loss", "samplers")
+
+
+def _viz_parsers(sub) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser("report", help="write RUN/report.html: config, curves, samples, GIFs, strips, metrics", formatter_class=fmt,
+                       description="Draw every picture of a run into RUN/report/ and write RUN/report.html, a single self-contained page.")
+    p.add_argument("run", help="a run directory")
+    p.add_argument("--no-full-ddpm", action="store_true", help="leave the all-T-steps DDPM row out of the sampler comparison (faster)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+    p = sub.add_parser("viz", help="draw one picture", formatter_class=fmt,
+                       description="forward: x_t strips of real images for each schedule; schedules: ᾱ_t and log-SNR plots; "
+                                   "reverse: GIF (and a .png strip beside it) of one sampling run; progress: GIF of the training grids; "
+                                   "loss: loss curve (and a heat map of the loss per timestep beside it); samplers: one grid per sampler "
+                                   "from the same noise.")
+    p.add_argument("what", choices=VIZ_KINDS)
+    p.add_argument("run", nargs="?", help="a run directory (not needed for forward and schedules)")
+    p.add_argument("--out", type=Path, required=True, help="the picture to write (.png, or .gif for reverse and progress)")
+    p.add_argument("--data", default="mnist", help="forward: dataset of the real images")
+    p.add_argument("--data-dir", help="forward: directory of the dataset files")
+    p.add_argument("--images", type=int, default=3, help="forward: number of real images")
+    p.add_argument("--num-timesteps", type=int, default=1000, help="forward, schedules: T")
+    p.add_argument("--sampler", default="ddim", help=f"reverse: one of {', '.join(SAMPLERS)}")
+    p.add_argument("--steps", type=int, default=50, help="reverse, samplers: sampling steps")
+    p.add_argument("--num", type=int, default=4, help="reverse, samplers: number of samples")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddpm", description="Denoising diffusion probabilistic models.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"ddpm {__version__}")
@@ -123,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(sub)
     _demo_parser(sub)
     _eval_parsers(sub)
+    _viz_parsers(sub)
     return parser
 
 
@@ -255,6 +286,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     write_samples(images, None, args.out / "samples.png")
     summary["total_s"] = time.time() - started
     path = write_summary(args.out, trainer.config, summary)
+    from .report import write_report
+
+    report = write_report(args.out, device=device, full_ddpm=False, log=lambda m: print(m, file=sys.stderr))
+    print(f"ddpm demo: report in {report}", file=sys.stderr)
     print(f"ddpm demo: done in {summary['total_s'] / 60:.1f} min; samples in {args.out / 'samples.png'}, summary in {path}", file=sys.stderr)
     return 0
 
@@ -364,10 +399,78 @@ def cmd_fid_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .models import pick_device
+    from .report import write_report
+
+    path = write_report(args.run, device=pick_device(args.device), full_ddpm=not args.no_full_ddpm,
+                        log=lambda m: print(m, file=sys.stderr))
+    print(f"ddpm report: wrote {path}", file=sys.stderr)
+    print(path)
+    return 0
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from .models import build_schedule, load_model, pick_device
+    from .viz import plots, process
+
+    device = pick_device(args.device)
+    out = args.out
+    if args.what in ("reverse", "progress") and out.suffix != ".gif":
+        raise DdpmError(f"--out for {args.what} must end in .gif")
+    if args.what not in ("reverse", "progress") and out.suffix != ".png":
+        raise DdpmError(f"--out for {args.what} must end in .png")
+    if args.what not in ("forward", "schedules") and args.run is None:
+        raise DdpmError(f"ddpm viz {args.what} needs a run directory")
+    if args.what == "schedules":
+        plots.plot_schedules(out, args.num_timesteps)
+    elif args.what == "forward":
+        from .data import load_dataset
+
+        data = load_dataset(args.data, root=args.data_dir, split="test", limit=args.images, seed=args.seed)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        process.forward_strip(data.images, num_timesteps=args.num_timesteps, seed=args.seed).save(out)
+    elif args.what == "progress":
+        try:
+            process.progress_gif(Path(args.run), out)
+        except ValueError as e:
+            raise DdpmError(str(e)) from None
+    elif args.what == "loss":
+        try:
+            plots.plot_loss(Path(args.run), out)
+            plots.plot_loss_heatmap(Path(args.run), out.with_name(out.stem + "-heatmap.png"))
+        except ValueError as e:
+            raise DdpmError(str(e)) from None
+    else:
+        if args.sampler not in SAMPLERS:
+            raise DdpmError(f"unknown sampler {args.sampler!r}; expected one of {', '.join(SAMPLERS)}")
+        model, config, _ = load_model(args.run, device=device)
+        schedule = build_schedule(config).to(device)
+        d = config.data
+        shape = (d.channels, d.image_size, d.image_size)
+        cond = {"y": torch.arange(args.num, device=device) % config.model.num_classes} if config.model.num_classes else None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if args.what == "reverse":
+                record, final = process.reverse_trajectory(model, schedule, shape, num=args.num, sampler=args.sampler, steps=args.steps,
+                                                           prediction=config.diffusion.prediction, seed=args.seed, cond=cond, device=device,
+                                                           clip_x0=config.sample.clip_x0)
+                process.trajectory_gif(record, final, out)
+                process.trajectory_strip(record, final).save(out.with_suffix(".png"))
+            else:
+                process.sampler_comparison(model, schedule, shape, steps=args.steps, num=args.num, prediction=config.diffusion.prediction,
+                                           seed=args.seed, cond=cond, device=device, clip_x0=config.sample.clip_x0).save(out)
+        except ValueError as e:
+            raise DdpmError(str(e)) from None
+    print(f"ddpm viz: wrote {out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        commands = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo, "eval": cmd_eval, "fid": cmd_fid, "fid-stats": cmd_fid_stats}
+        commands = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo, "eval": cmd_eval, "fid": cmd_fid, "fid-stats": cmd_fid_stats,
+                    "report": cmd_report, "viz": cmd_viz}
         return commands[args.command](args)
     except DdpmError as e:
         print(f"ddpm {args.command}: error: {e}", file=sys.stderr)

@@ -1,0 +1,136 @@
+"""``ddpm report RUN``: one self-contained HTML page (pictures embedded as data URIs) with the run's config,
+training curves, samples, GIFs, strips and evaluation results. The pictures are also kept in RUN/report/."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import load_dataset
+from .models import build_schedule, load_model
+from .train.checkpoint import resolve_checkpoint
+from .viz import plots, process
+
+
+def _data_uri(path: Path) -> str:
+    mime = {".png": "image/png", ".gif": "image/gif"}[path.suffix]
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
+
+
+def make_pictures(run_dir: Path, out: Path, *, device="cpu", full_ddpm: bool = True, log=print) -> dict[str, Path]:
+    """Draw every picture the run allows into ``out``; returns {name: path}."""
+    pictures: dict[str, Path] = {}
+    model, config, step = load_model(run_dir, device=device)
+    d, s = config.data, config.sample
+    schedule = build_schedule(config).to(device)
+    shape = (d.channels, d.image_size, d.image_size)
+    cond = {"y": torch.arange(8, device=device) % config.model.num_classes} if config.model.num_classes else None
+    T = config.diffusion.num_timesteps
+
+    log("report: schedules and forward process")
+    pictures["schedules"] = plots.plot_schedules(out / "schedules.png", T)
+    real = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels, limit=3, seed=1)
+    pictures["forward"] = _save(process.forward_strip(real.images, num_timesteps=T), out / "forward.png")
+
+    train, evals = plots.read_log(run_dir)
+    if train:
+        pictures["loss"] = plots.plot_loss(run_dir, out / "loss.png")
+        pictures["loss_heatmap"] = plots.plot_loss_heatmap(run_dir, out / "loss_heatmap.png")
+    if list((run_dir / "progress").glob("step_*.png")):
+        pictures["progress"] = process.progress_gif(run_dir, out / "progress.gif")
+    log(f"report: reverse trajectory ({s.sampler}, {s.steps} steps)")
+    record, final = process.reverse_trajectory(model, schedule, shape, num=4, sampler=s.sampler,
+                                               steps=s.steps, prediction=config.diffusion.prediction, clip_x0=s.clip_x0,
+                                               cond={"y": cond["y"][:4]} if cond else None, device=device)
+    pictures["reverse_gif"] = process.trajectory_gif(record, final, out / "reverse.gif")
+    pictures["reverse_strip"] = _save(process.trajectory_strip(record, final), out / "reverse.png")
+    log(f"report: sampler comparison{' (incl. all ' + str(T) + ' DDPM steps)' if full_ddpm else ''}")
+    pictures["samplers"] = _save(process.sampler_comparison(model, schedule, shape, steps=min(20, T), prediction=config.diffusion.prediction,
+                                                            clip_x0=s.clip_x0, cond=cond, device=device, include_full=full_ddpm),
+                                 out / "samplers.png")
+    from .generate import generate
+    from .viz import save_grid
+
+    images = generate(model, schedule, num=64, shape=shape, sampler=s.sampler, steps=s.steps, eta=s.eta,
+                      prediction=config.diffusion.prediction, clip_x0=s.clip_x0,
+                      labels=torch.arange(64) % config.model.num_classes if config.model.num_classes else None, device=device)
+    pictures["samples"] = save_grid(images, out / "samples.png", nrow=8, scale=2)
+    if [e for e in evals if "fid" in e or "domain_fid" in e]:
+        pictures["metrics_vs_steps"] = plots.plot_metrics_vs_steps(evals, out / "metrics_vs_steps.png")
+    nll = [e for e in evals if "nll_terms_bpd" in e]
+    if nll:
+        pictures["nll_terms"] = plots.plot_nll_terms(nll[-1], out / "nll_terms.png")
+    return pictures
+
+
+def _save(image, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path)
+    return path
+
+
+SECTIONS = [
+    ("samples", "Samples", "64 samples from the EMA weights with the run's sampler settings."),
+    ("progress", "Training progress", "The same fixed latent sampled at every saved grid: one frame per grid."),
+    ("loss", "Training loss", ""),
+    ("loss_heatmap", "Loss per timestep over training", "Which noise levels the model has learned, and when."),
+    ("reverse_gif", "Reverse process", "x_t (left) and the model's predicted x₀ (right) at each step of one sampling run."),
+    ("reverse_strip", "Reverse process, one sample", ""),
+    ("samplers", "Samplers from the same noise", "Each row starts from the same x_T."),
+    ("forward", "Forward process", "x_t ~ q(x_t | x₀) with the same noise in each row: how fast each schedule destroys the signal."),
+    ("schedules", "Noise schedules", ""),
+    ("metrics_vs_steps", "Metrics against sampling steps", ""),
+    ("nll_terms", "Variational bound per timestep", ""),
+]
+
+
+def write_report(run_dir: str | Path, *, device="cpu", full_ddpm: bool = True, log=print) -> Path:
+    """Write RUN/report.html (self-contained) and RUN/report/*.png|gif; returns the HTML path."""
+    run_dir = Path(run_dir)
+    started = time.time()
+    checkpoint = resolve_checkpoint(run_dir)
+    pictures = make_pictures(run_dir, run_dir / "report", device=device, full_ddpm=full_ddpm, log=log)
+    _, config, step = load_model(checkpoint)
+    train, evals = plots.read_log(run_dir)
+    parts = [f"<h1>ddpm run: {html.escape(run_dir.name)}</h1>",
+             f"<p>checkpoint step {step} ({html.escape(checkpoint.name)}); "
+             + (f"last logged loss {train[-1]['loss']:.4f} at step {train[-1]['step']}, "
+                f"{train[-1].get('elapsed_s', 0) / 60:.1f} min of training; " if train else "")
+             + f"report written {time.strftime('%Y-%m-%d %H:%M')} in {{elapsed}} s.</p>"]
+    if evals:
+        parts.append("<h2>Evaluations</h2>" + _eval_table(evals))
+    for key, title, caption in SECTIONS:
+        if key in pictures:
+            parts.append(f'<section><h2>{title}</h2>{f"<p>{html.escape(caption)}</p>" if caption else ""}'
+                         f'<img alt="{key}" src="{_data_uri(pictures[key])}"></section>')
+    parts.append("<h2>Config</h2><pre>" + html.escape(json.dumps(config.to_dict(), indent=2)) + "</pre>")
+    body = "\n".join(parts).replace("{elapsed}", f"{time.time() - started:.0f}")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>ddpm report: {html.escape(run_dir.name)}</title>"
+            f"<style>{CSS}</style></head><body>{body}</body></html>")
+    path = run_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}section{margin-bottom:2em}"""
+
+EVAL_COLUMNS = [("sampler", "sampler", "{}"), ("steps", "steps", "{}"), ("num", "samples", "{}"), ("fid", "FID", "{:.2f}"),
+                ("domain_fid", "domain FID", "{:.3f}"), ("domain_is", "domain IS", "{:.2f}"),
+                ("domain_confident", "confident", "{:.1%}"), ("nll_bpd", "NLL bits/dim", "{:.3f}"),
+                ("checkpoint_step", "ckpt step", "{}"), ("wall_s", "wall s", "{:.0f}")]
+
+
+def _eval_table(evals: list[dict[str, Any]]) -> str:
+    cols = [c for c in EVAL_COLUMNS if any(e.get(c[0]) is not None for e in evals)]
+    head = "".join(f"<th>{name}</th>" for _, name, _ in cols)
+    rows = "".join("<tr>" + "".join(f"<td>{fmt.format(e[k]) if e.get(k) is not None else ''}</td>" for k, _, fmt in cols) + "</tr>"
+                   for e in evals)
+    return f"<table><tr>{head}</tr>{rows}</table>"

@@ -1,0 +1,133 @@
+"""Plots (matplotlib, Agg backend): schedules, the training loss, the loss per timestep over training and
+metrics against the number of sampling steps."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..schedules import NoiseSchedule
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def read_log(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(training records, evaluation records) of a run's metrics.jsonl; half-written lines are skipped."""
+    train, evals = [], []
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return train, evals
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        (evals if record.get("kind") == "eval" else train).append(record)
+    return train, evals
+
+
+def plot_schedules(path: str | Path, num_timesteps: int = 1000, names: Sequence[str] = ("linear", "cosine", "sigmoid")) -> Path:
+    """ᾱ_t and log-SNR = log(ᾱ_t / (1 − ᾱ_t)) against t/T, one curve per schedule."""
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    u = (np.arange(num_timesteps) + 1) / num_timesteps
+    for name in names:
+        s = NoiseSchedule.from_name(name, num_timesteps)
+        a.plot(u, s.alphas_cumprod.numpy(), label=name)
+        b.plot(u, np.log(s.snr().numpy()), label=name)
+    a.set(xlabel="t / T", ylabel="ᾱ_t (signal kept)", title=f"ᾱ_t, T = {num_timesteps}")
+    b.set(xlabel="t / T", ylabel="log SNR", title="log-SNR = log ᾱ/(1−ᾱ)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def plot_loss(run_dir: Path, path: str | Path, smoothing: float = 0.9) -> Path:
+    """The logged training loss (thin) and its exponential moving average (thick), log scale."""
+    train, _ = read_log(run_dir)
+    if not train:
+        raise ValueError(f"{run_dir} has no training records in metrics.jsonl")
+    steps = np.array([r["step"] for r in train])
+    loss = np.array([r["loss"] for r in train])
+    smooth, avg = [], loss[0]
+    for v in loss:
+        avg = smoothing * avg + (1 - smoothing) * v
+        smooth.append(avg)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(steps, loss, alpha=0.35, lw=1, label="logged (mean per window)")
+    ax.plot(steps, smooth, lw=2, label=f"EMA {smoothing}")
+    ax.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_loss_heatmap(run_dir: Path, path: str | Path) -> Path:
+    """Loss per tenth of the timestep range (rows) over training (columns), each normalised by its first value,
+    so it shows which noise levels the model has learned and when."""
+    train, _ = read_log(run_dir)
+    records = [r for r in train if r.get("loss_per_bucket")]
+    if not records:
+        raise ValueError(f"{run_dir} has no per-timestep losses in metrics.jsonl")
+    table = np.array([[np.nan if v is None else v for v in r["loss_per_bucket"]] for r in records], dtype=float).T
+    first = np.array([row[np.isfinite(row)][0] if np.isfinite(row).any() else np.nan for row in table])
+    rel = table / first[:, None]
+    buckets = table.shape[0]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    steps = [r["step"] for r in records]
+    im = ax.imshow(np.log10(rel), aspect="auto", origin="lower", cmap="viridis",
+                   extent=(steps[0], steps[-1], 0, 1), interpolation="nearest")
+    ax.set(xlabel="step", ylabel="t / T", title=f"loss per timestep bucket ({buckets} buckets), relative to its first value")
+    fig.colorbar(im, ax=ax, label="log10(loss / first loss)")
+    return _save(fig, path)
+
+
+def plot_metrics_vs_steps(evals: list[dict[str, Any]], path: str | Path) -> Path:
+    """Each metric that evaluations measured, against the number of sampling steps (one line per sampler)."""
+    metrics = [(k, name) for k, name in (("fid", "FID"), ("domain_fid", "domain FID"), ("domain_confident", "confident share"))
+               if any(k in e for e in evals)]
+    if not metrics:
+        raise ValueError("no evaluation records with sample metrics")
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4), squeeze=False)
+    for ax, (key, name) in zip(axes[0], metrics):
+        for sampler in sorted({e["sampler"] for e in evals}):
+            pts = sorted((e["steps"], e[key]) for e in evals if e["sampler"] == sampler and key in e)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=sampler)
+        ax.set(xscale="log", xlabel="sampling steps", ylabel=name, title=name)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    return _save(fig, path)
+
+
+def plot_nll_terms(record: dict[str, Any], path: str | Path) -> Path:
+    """The variational bound's terms L_t in bits/dim against t (the ELBO-per-step plot)."""
+    terms = np.array(record["nll_terms_bpd"])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.plot(np.arange(len(terms)), terms)
+    ax.set(xlabel="t", ylabel="bits/dim", yscale="log",
+           title=f"VLB terms (total {record['nll_bpd']:.3f} bits/dim; L_0 {terms[0]:.3f}, prior {record['nll_prior_bpd']:.2e})")
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)
