@@ -60,3 +60,26 @@ def test_respaced_schedule_calls_model_with_original_timesteps():
 def test_wrong_output_shape():
     with pytest.raises(ValueError, match=r"model returned shape \(4, 1\) for input \(4, 2\)"):
         training_loss(lambda x, t: x[:, :1], S, torch.zeros(4, 2))
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
+def test_min_snr_weighting_caps_the_x0_weight(prediction):
+    """In x₀-error terms every target's weight becomes min(SNR, γ): ε error = SNR·x₀ error, v error = (SNR+1)·x₀ error."""
+    from ddpm.objectives import min_snr_weight, training_loss
+    from ddpm.schedules import NoiseSchedule
+
+    schedule = NoiseSchedule.from_name("linear", 1000)
+    x0 = torch.rand(6, 1, 4, 4) * 2 - 1
+    t = torch.tensor([0, 10, 100, 300, 600, 999])
+    noise = torch.randn_like(x0)
+    model = lambda x_t, t_: torch.zeros_like(x_t)  # noqa: E731
+    plain = training_loss(model, schedule, x0, prediction=prediction, t=t, noise=noise)
+    weighted = training_loss(model, schedule, x0, prediction=prediction, t=t, noise=noise, min_snr_gamma=5.0)
+    snr = schedule.snr()[t]
+    x0_factor = {"eps": snr, "x0": torch.ones_like(snr), "v": snr + 1}[prediction]  # target error per unit x₀ error
+    assert torch.allclose(min_snr_weight(schedule, t, prediction, 5.0) * x0_factor, snr.clamp(max=5.0), rtol=1e-12)
+    assert torch.allclose(weighted["mse"], plain["loss"])
+    assert torch.allclose(weighted["loss"], plain["loss"] * min_snr_weight(schedule, t, prediction, 5.0).float(), rtol=1e-6)
+    huge = training_loss(model, schedule, x0, prediction=prediction, t=t, noise=noise, min_snr_gamma=1e9)
+    if prediction == "eps":  # γ above every SNR: weight 1, L_simple itself
+        assert torch.allclose(huge["loss"], plain["loss"])

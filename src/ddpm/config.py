@@ -29,6 +29,7 @@ class DiffusionConfig:
     schedule: Literal["linear", "cosine", "sigmoid"] = "linear"
     num_timesteps: int = 1000
     prediction: Literal["eps", "x0", "v"] = "eps"
+    min_snr_gamma: Optional[float] = None  # Min-SNR-γ loss weighting (Hang et al. 2023); 5 is their choice
 
 
 @dataclass
@@ -141,6 +142,7 @@ class RunConfig:
         t, d, m, s = self.train, self.diffusion, self.model, self.sample
         need(1 <= d.num_timesteps <= 10_000, "diffusion.num_timesteps", "in 1..10000")
         need(t.steps >= 1, "train.steps", "a positive integer")
+        need(d.min_snr_gamma is None or d.min_snr_gamma > 0, "diffusion.min_snr_gamma", "positive (or absent)")
         need(t.max_minutes is None or t.max_minutes > 0, "train.max_minutes", "positive")
         need(t.batch_size >= 1, "train.batch_size", "a positive integer")
         need(t.lr > 0, "train.lr", "positive")

@@ -81,7 +81,9 @@ SECTIONS = [
     ("loss_heatmap", "Loss per timestep over training", "Which noise levels the model has learned, and when."),
     ("reverse_gif", "Reverse process", "x_t (left) and the model's predicted x₀ (right) at each step of one sampling run."),
     ("reverse_strip", "Reverse process, one sample", ""),
-    ("samplers", "Samplers from the same noise", "Each row starts from the same x_T."),
+    ("samplers", "Samplers from the same noise", "Each row starts from the same x_T (the stochastic ones also share their noise). "
+     "Naive skipping keeps each visited step's original β_t and posterior coefficients, so a few steps remove only a "
+     "fraction of the noise: the reason respacing (improved DDPM §4) exists."),
     ("forward", "Forward process", "x_t ~ q(x_t | x₀) with the same noise in each row: how fast each schedule destroys the signal."),
     ("schedules", "Noise schedules", ""),
     ("metrics_vs_steps", "Metrics against sampling steps", ""),

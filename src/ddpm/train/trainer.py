@@ -293,7 +293,8 @@ class Trainer:
                 group["lr"] = self.lr_at(self.step)
             with torch.autocast(self.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
                 out = training_loss(self.model, self.schedule, x, prediction=self.config.diffusion.prediction,
-                                    generator=self.noise_gen, cond={"y": y} if y is not None else None)
+                                    generator=self.noise_gen, cond={"y": y} if y is not None else None,
+                                    min_snr_gamma=self.config.diffusion.min_snr_gamma)
             loss = out["loss"].mean()
             self.optimizer.zero_grad(set_to_none=True)
             finite = bool(torch.isfinite(loss))

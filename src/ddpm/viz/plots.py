@@ -60,21 +60,24 @@ def plot_schedules(path: str | Path, num_timesteps: int = 1000, names: Sequence[
     return _save(fig, path)
 
 
-def plot_loss(run_dir: Path, path: str | Path, smoothing: float = 0.9) -> Path:
-    """The logged training loss (thin) and its exponential moving average (thick), log scale."""
+def plot_loss(run_dir: Path, path: str | Path, smoothing: float | None = None) -> Path:
+    """The logged training loss (thin) and its bias-corrected exponential moving average (thick), log scale.
+    The default smoothing spans about a tenth of the records (at most 0.9, i.e. ~10 records)."""
     train, _ = read_log(run_dir)
     if not train:
         raise ValueError(f"{run_dir} has no training records in metrics.jsonl")
     steps = np.array([r["step"] for r in train])
     loss = np.array([r["loss"] for r in train])
-    smooth, avg = [], loss[0]
-    for v in loss:
+    if smoothing is None:
+        smoothing = min(0.9, max(0.0, 1 - 10 / len(loss)))
+    smooth, avg = [], 0.0
+    for k, v in enumerate(loss, start=1):
         avg = smoothing * avg + (1 - smoothing) * v
-        smooth.append(avg)
+        smooth.append(avg / (1 - smoothing**k) if smoothing > 0 else v)  # bias correction: no pull towards 0 or the start
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(steps, loss, alpha=0.35, lw=1, label="logged (mean per window)")
-    ax.plot(steps, smooth, lw=2, label=f"EMA {smoothing}")
+    ax.plot(steps, smooth, lw=2, label=f"EMA {smoothing:.2f}")
     ax.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
