@@ -38,6 +38,13 @@ def test_sample_to_npz_png_and_directory(run_dir, tmp_path):
     assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == ["000000.png", "000001.png", "000002.png"]
 
 
+def test_guided_samples_one_class_per_column(run_dir, tmp_path):
+    assert main(["sample", str(run_dir), "--num", "20", "--steps", "3", "--guidance", "2", "--out", str(tmp_path / "g.npz")]) == 0
+    assert np.load(tmp_path / "g.npz")["arr_1"].tolist() == list(range(10)) * 2
+    assert main(["sample", str(run_dir), "--num", "20", "--steps", "3", "--guidance", "2", "--out", str(tmp_path / "g.png")]) == 0
+    assert Image.open(tmp_path / "g.png").size == (2 * (10 * 30 + 2), 2 * (2 * 30 + 2))  # 10 columns, 2 rows
+
+
 def test_same_seed_same_samples(run_dir, tmp_path):
     for name in ("a", "b"):
         main(["sample", str(run_dir), "--num", "3", "--steps", "4", "--seed", "9", "--batch-size", "2", "--out", str(tmp_path / f"{name}.npz")])
@@ -59,6 +66,9 @@ def test_same_seed_same_samples(run_dir, tmp_path):
         (["sample", "{run}", "--sampler", "euler", "--out", "{tmp}/x.npz"], "unknown sampler 'euler'; expected one of ddpm, ddim, dpm-solver++"),
         (["sample", "{run}", "--steps", "5000", "--out", "{tmp}/x.npz"], "steps must be an integer in 1..50"),
         (["sample", "{run}", "--label", "12", "--out", "{tmp}/x.npz"], "--label must be in 0..9 for this model"),
+        (["sample", "{run}", "--guidance", "-1", "--out", "{tmp}/x.npz"], "--guidance must be zero or more, got -1.0"),
+        (["train", "--out", "{tmp}/r", "--set", "sample.guidance=2"], "sample.guidance must be 0 for an unconditional model"),
+        (["train", "--out", "{tmp}/r", "--set", "train.label_dropout=1.5"], "train.label_dropout must be in [0, 1)"),
         (["sample", "{run}", "--num", "1", "--steps", "1", "--out", "{tmp}/junk.safetensors/x.npz"], "File exists: {tmp}/junk.safetensors"),
     ],
 )
@@ -77,3 +87,15 @@ def test_console_script_help_and_no_traceback(tmp_path):
     assert out.returncode == 0 and "--max-minutes" in out.stdout and "default" in out.stdout
     bad = subprocess.run([sys.executable, "-m", "ddpm.cli", "sample", str(tmp_path), "--out", "x.npz"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "holds no checkpoint" in bad.stderr
+
+
+def test_demo_end_to_end_on_a_tiny_budget(tmp_path):
+    """The README's first command, with a budget of ~1 s of training: every file it promises is written."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--max-minutes", "0.02", "--out", str(out)]) == 0
+    npz = np.load(out / "samples.npz")
+    assert npz["arr_0"].shape == (100, 28, 28, 1) and npz["arr_1"].tolist() == list(range(10)) * 10
+    assert Image.open(out / "samples.png").size == (2 * (10 * 30 + 2), 2 * (10 * 30 + 2))  # one class per column
+    summary = (out / "summary.md").read_text()
+    assert "classifier-free guidance w = 2" in summary and "2×2 patches" in summary
+    assert (out / "report.html").is_file()

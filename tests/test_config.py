@@ -12,7 +12,7 @@ def test_defaults_round_trip_through_dict():
 
 
 @pytest.mark.parametrize("preset, size, channels, params", [
-    ("mnist-demo", 28, 1, (1.0e6, 1.4e6)),
+    ("mnist-demo", 28, 1, (1.6e6, 1.8e6)),
     ("mnist", 28, 1, (5e6, 9e6)),
     ("fashion-mnist", 28, 1, (5e6, 9e6)),
     ("cifar10", 32, 3, (35.6e6, 35.8e6)),

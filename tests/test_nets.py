@@ -24,10 +24,26 @@ def tiny(**kw) -> UNetConfig:
 
 @pytest.mark.parametrize("size", [28, 32, 64])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_unet_output_shape(size, channels):
-    net = UNet(tiny(image_size=size, in_channels=channels, attention_resolutions=(size // 2,)))
+@pytest.mark.parametrize("patch", [1, 2])
+def test_unet_output_shape(size, channels, patch):
+    net = UNet(tiny(image_size=size, in_channels=channels, attention_resolutions=(size // patch // 2,), patch_size=patch))
     x = torch.randn(2, channels, size, size)
     assert net(x, torch.tensor([0, 999])).shape == x.shape
+
+
+def test_patch_size_2_runs_at_half_resolution_for_a_quarter_of_the_flops():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def flops(patch: int) -> int:
+        net = UNet(tiny(image_size=32, attention_resolutions=(), patch_size=patch))
+        with FlopCounterMode(display=False) as counter:
+            net(torch.randn(1, 1, 32, 32), torch.tensor([5]))
+        return counter.get_total_flops()
+
+    assert tiny(image_size=32, patch_size=2).resolutions() == [16, 8]
+    # Every convolution sees a quarter of the pixels (the input and output ones are 4× wider in channels,
+    # as cheap); the middle attention, quadratic in pixels, shrinks 16×; the time MLP does not shrink.
+    assert 0.2 < flops(2) / flops(1) < 0.3
 
 
 @pytest.mark.parametrize("conditioning", ["adagn", "add"])
@@ -75,7 +91,9 @@ def test_ddpm_cifar10_model_has_35_7M_parameters():
     "kwargs, match",
     [
         (dict(attention_resolutions=(5,)), r"attention_resolutions \[5\] are never reached; the feature maps are \[16, 8\]"),
-        (dict(image_size=28, channel_mults=(1, 2, 2, 2)), "image_size 28 must be divisible by 2\\^3"),
+        (dict(image_size=28, channel_mults=(1, 2, 2, 2)), "image_size/patch_size = 28 must be divisible by 2\\^3"),
+        (dict(patch_size=3), "patch_size must be a positive divisor of image_size 16, got 3"),
+        (dict(patch_size=2, attention_resolutions=(16,)), r"attention_resolutions \[16\] are never reached; the feature maps are \[8, 4\]"),
         (dict(time_conditioning="film"), "time_conditioning must be 'adagn' or 'add'"),
         (dict(dropout=1.0), r"dropout must be in \[0, 1\)"),
     ],

@@ -50,6 +50,8 @@ def _sample_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: 20 for dpm-solver++, 50 for ddim, all for ddpm)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity in [0, 1]")
     p.add_argument("--label", type=int, default=None, help="class label for a conditional model (default: cycle through classes)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight w ≥ 0 for a conditional model: "
+                   "(1 + w)·ε(x, label) − w·ε(x, no label); 0 is plain conditional sampling (default: the run's sample.guidance)")
     p.add_argument("--out", type=Path, required=True, help="FILE.npz, FILE.png or DIR/")
     p.add_argument("--seed", type=int, default=0, help="noise seed")
     p.add_argument("--batch-size", type=int, default=256, help="samples per batch")
@@ -78,6 +80,7 @@ def _eval_parsers(sub) -> None:
     p.add_argument("--sampler", default="ddim", help=f"one of {', '.join(SAMPLERS)}")
     p.add_argument("--steps", default="50", help="sampling steps, or a comma-separated sweep such as 10,20,50,100,1000 ('all' = T)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity in [0, 1]")
+    p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight w (conditional models)")
     p.add_argument("--fid", action="store_true", help="Inception FID against the reference")
     p.add_argument("--domain", action="store_true", help="domain classifier scores: classifier FID, IS analogue, confident share, class histogram")
     p.add_argument("--nll", action="store_true", help="NLL bound in bits/dim on test images (T network calls per batch)")
@@ -210,8 +213,8 @@ def _resume_target(resume, out: Path | None) -> tuple[Path, bool | Path]:
     return target, True
 
 
-def write_samples(images: torch.Tensor, labels: torch.Tensor | None, out: Path) -> Path:
-    """uint8 [N, C, H, W] → .npz (arr_0 NHWC, arr_1 labels), a .png grid, or a directory of PNGs."""
+def write_samples(images: torch.Tensor, labels: torch.Tensor | None, out: Path, columns: int | None = None) -> Path:
+    """uint8 [N, C, H, W] → .npz (arr_0 NHWC, arr_1 labels), a .png grid (``columns`` wide), or a directory of PNGs."""
     from PIL import Image
 
     from .viz import save_grid
@@ -222,7 +225,7 @@ def write_samples(images: torch.Tensor, labels: torch.Tensor | None, out: Path) 
         arrays = {"arr_0": nhwc} if labels is None else {"arr_0": nhwc, "arr_1": labels.numpy()}
         np.savez(out, **arrays)
     elif out.suffix == ".png":
-        save_grid(images, out, scale=2)
+        save_grid(images, out, nrow=columns, scale=2)
     else:
         out.mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(nhwc):
@@ -250,17 +253,24 @@ def cmd_sample(args: argparse.Namespace) -> int:
         labels = torch.full((args.num,), args.label) if args.label is not None else torch.arange(args.num) % num_classes
     elif args.label is not None:
         raise DdpmError("--label was given but this model is unconditional")
+    guidance = config.sample.guidance if args.guidance is None else args.guidance
+    if guidance < 0:
+        raise DdpmError(f"--guidance must be zero or more, got {guidance}")
+    if guidance and not num_classes:
+        raise DdpmError("--guidance needs a class-conditional model (trained with data.conditional = true); this one is unconditional")
     steps = args.steps or {"ddpm": None, "ddim": 50}.get(args.sampler, 20)
     started = time.time()
     with tqdm(total=args.num, unit="img", file=sys.stderr) as bar:
         try:
             images = generate(model, build_schedule(config), num=args.num, shape=(config.data.channels, config.data.image_size, config.data.image_size),
                               sampler=args.sampler, steps=steps, eta=args.eta, prediction=config.diffusion.prediction, clip_x0=not args.no_clip,
-                              labels=labels, seed=args.seed, batch_size=args.batch_size, device=device, progress=bar.update)
+                              labels=labels, guidance=guidance, seed=args.seed, batch_size=args.batch_size, device=device,
+                              progress=bar.update)
         except ValueError as e:
             raise DdpmError(str(e)) from None
-    out = write_samples(images, labels, args.out)
-    print(f"wrote {args.num} samples ({args.sampler}, {steps or config.diffusion.num_timesteps} steps, checkpoint step {step}) "
+    out = write_samples(images, labels, args.out, columns=num_classes if num_classes and args.label is None else None)
+    guided = f", guidance w = {guidance:g}" if guidance else ""
+    print(f"wrote {args.num} samples ({args.sampler}, {steps or config.diffusion.num_timesteps} steps{guided}, checkpoint step {step}) "
           f"to {out} in {time.time() - started:.1f}s", file=sys.stderr)
     return 0
 
@@ -280,10 +290,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"for up to {config.train.max_minutes} minutes on {device}", file=sys.stderr)
     summary = trainer.run()
     sample_started = time.time()
-    images = trainer.sample_ema(trainer.config.sample.num, seed=0)
+    labels = trainer.class_cycle(trainer.config.sample.num)
+    images = trainer.sample_ema(trainer.config.sample.num, seed=0, labels=labels)
     summary["sampling_s"] = time.time() - sample_started
-    write_samples(images, None, args.out / "samples.npz")
-    write_samples(images, None, args.out / "samples.png")
+    write_samples(images, labels, args.out / "samples.npz")
+    write_samples(images, labels, args.out / "samples.png", columns=trainer.config.model.num_classes)
     summary["total_s"] = time.time() - started
     path = write_summary(args.out, trainer.config, summary)
     from .report import write_report
@@ -340,7 +351,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not (fid or domain or nll):
         config = load_weights(args.run)[0]
         fid, domain = True, config.data.dataset in DOMAIN_OF
-    settings = EvalSettings(num=args.num, sampler=args.sampler, steps=_parse_steps(args.steps), eta=args.eta, seed=args.seed,
+    settings = EvalSettings(num=args.num, sampler=args.sampler, steps=_parse_steps(args.steps), eta=args.eta,
+                            guidance=args.guidance, seed=args.seed,
                             batch_size=args.batch_size, use_ema=not args.no_ema, fid=fid, domain=domain, nll=nll,
                             nll_images=args.nll_images, nll_variance=args.nll_variance, reference=args.reference)
     rows = evaluate(args.run, settings, device=pick_device(args.device), bar=_bar, log=not args.no_log)

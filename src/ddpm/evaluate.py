@@ -28,6 +28,7 @@ class EvalSettings:
     sampler: str = "ddim"
     steps: list[int | None] = field(default_factory=lambda: [50])
     eta: float = 0.0
+    guidance: float = 0.0  # classifier-free guidance weight w (conditional models)
     seed: int = 0
     batch_size: int = 256
     clip_x0: bool = True
@@ -108,13 +109,15 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
         started = time.time()
         row: dict[str, Any] = {"kind": "eval", "checkpoint_step": step, "sampler": settings.sampler,
                                "steps": steps or config.diffusion.num_timesteps, "eta": settings.eta if settings.sampler == "ddim" else None,
+                               "guidance": settings.guidance,
                                "num": settings.num, "seed": settings.seed, "ema": settings.use_ema, "reference": reference}
         if settings.fid or settings.domain:
             with progress(settings.num, f"sampling {settings.sampler}, {row['steps']} steps") as update:
                 try:
                     images = generate(model, schedule, num=settings.num, shape=shape, sampler=settings.sampler, steps=steps,
                                       eta=settings.eta, prediction=config.diffusion.prediction, clip_x0=settings.clip_x0,
-                                      labels=labels, seed=settings.seed, batch_size=settings.batch_size, device=device,
+                                      labels=labels, guidance=settings.guidance, seed=settings.seed,
+                                      batch_size=settings.batch_size, device=device,
                                       progress=update)
                 except ValueError as e:
                     raise DdpmError(str(e)) from None

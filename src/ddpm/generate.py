@@ -5,6 +5,7 @@ from typing import Callable
 
 import torch
 
+from .guidance import ClassifierFreeGuidance
 from .sampling import sample
 from .schedules import NoiseSchedule
 
@@ -27,6 +28,7 @@ def generate(
     prediction: str = "eps",
     clip_x0: bool = True,
     labels: torch.Tensor | None = None,
+    guidance: float = 0.0,
     seed: int = 0,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
@@ -34,7 +36,15 @@ def generate(
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """``num`` samples as uint8 [num, C, H, W]. The noise comes from one CPU generator seeded with ``seed``,
-    so a seed gives the same images in any batch size and on any device."""
+    so a seed gives the same images in any batch size and on any device. ``labels`` [num] condition a
+    class-conditional model; ``guidance`` > 0 is the classifier-free guidance weight w."""
+    if guidance:
+        num_classes = getattr(getattr(model, "config", None), "num_classes", None)
+        if not num_classes:
+            raise ValueError("classifier-free guidance needs a class-conditional model; this one is unconditional")
+        if labels is None:
+            raise ValueError("classifier-free guidance needs class labels to guide towards")
+        model = ClassifierFreeGuidance(model, guidance, null_label=num_classes)
     g = torch.Generator().manual_seed(seed)
     if x_T is None:
         x_T = torch.randn((num, *shape), generator=g)

@@ -12,7 +12,7 @@ from .nets import build_denoiser
 from .schedules import NoiseSchedule
 
 _UNET_KEYS = ("base_channels", "channel_mults", "num_res_blocks", "attention_resolutions", "head_channels",
-              "dropout", "time_conditioning", "use_time", "rescale_skip", "num_classes")
+              "dropout", "time_conditioning", "use_time", "rescale_skip", "num_classes", "patch_size")
 _MLP_KEYS = ("hidden", "depth", "use_time", "num_classes")
 
 

@@ -56,10 +56,11 @@ def make_pictures(run_dir: Path, out: Path, *, device="cpu", full_ddpm: bool = T
     from .generate import generate
     from .viz import save_grid
 
-    images = generate(model, schedule, num=64, shape=shape, sampler=s.sampler, steps=s.steps, eta=s.eta,
+    k = config.model.num_classes  # conditional: ten samples of each class, one class per column
+    images = generate(model, schedule, num=10 * k if k else 64, shape=shape, sampler=s.sampler, steps=s.steps, eta=s.eta,
                       prediction=config.diffusion.prediction, clip_x0=s.clip_x0,
-                      labels=torch.arange(64) % config.model.num_classes if config.model.num_classes else None, device=device)
-    pictures["samples"] = save_grid(images, out / "samples.png", nrow=8, scale=2)
+                      labels=torch.arange(10 * k) % k if k else None, guidance=s.guidance if k else 0.0, device=device)
+    pictures["samples"] = save_grid(images, out / "samples.png", nrow=k or 8, scale=2)
     if [e for e in evals if "fid" in e or "domain_fid" in e]:
         pictures["metrics_vs_steps"] = plots.plot_metrics_vs_steps(evals, out / "metrics_vs_steps.png")
     nll = [e for e in evals if "nll_terms_bpd" in e]

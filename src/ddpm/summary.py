@@ -19,12 +19,17 @@ def write_summary(run_dir: Path, config: RunConfig, summary: dict[str, Any]) -> 
         f"# Run summary: {run_dir.name}",
         "",
         f"- data: {config.data.dataset}, {config.data.image_size}×{config.data.image_size}, {config.data.channels} channel(s)",
-        f"- model: {m.architecture}, {summary['parameters'] / 1e6:.2f}M parameters, widths {m.base_channels}×{list(m.channel_mults)}",
+        f"- model: {m.architecture}, {summary['parameters'] / 1e6:.2f}M parameters, widths {m.base_channels}×{list(m.channel_mults)}"
+        + (f", {m.patch_size}×{m.patch_size} patches" if m.architecture == "unet" and m.patch_size > 1 else "")
+        + (f", conditioned on {m.num_classes} classes (labels dropped {t.label_dropout:.0%} of the time)" if m.num_classes else ""),
         f"- diffusion: {config.diffusion.schedule} schedule, T = {config.diffusion.num_timesteps}, predicts {config.diffusion.prediction}",
         f"- training: {summary['steps']} steps of batch {t.batch_size} ({summary['steps'] * t.batch_size} images) in "
         f"{summary['elapsed_s'] / 60:.1f} min, stopped by {summary['stopped_by']}; last logged loss {last.get('loss', float('nan')):.4f}, "
         f"{last.get('images_per_s', float('nan')):.0f} images/s",
-        f"- sampling: {s.num} samples with {s.sampler}, {s.steps} steps, EMA weights, in {summary.get('sampling_s', float('nan')):.1f} s",
+        f"- sampling: {s.num} samples with {s.sampler}, {s.steps} steps, EMA weights"
+        + (f", classifier-free guidance w = {s.guidance:g}, one class per column" if m.num_classes and s.guidance else "")
+        + (", one class per column" if m.num_classes and not s.guidance else "")
+        + f", in {summary.get('sampling_s', float('nan')):.1f} s",
         f"- total wall time: {summary.get('total_s', summary['elapsed_s']) / 60:.1f} min",
         f"- machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "",

@@ -6,6 +6,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .layers import AttentionBlock, ResBlock, group_norm, timestep_embedding, zero_init
 
@@ -34,6 +35,10 @@ class UNetConfig:
     rescale_skip: bool = False  # divide residual sums by √2
     num_classes: int | None = None  # class conditioning; index num_classes means "no label"
     norm_groups: int = 32
+    # Side of the square pixel patches folded into channels before the first level (pixel-unshuffle) and
+    # unfolded after the last (pixel-shuffle): 2 runs the whole net at half resolution, about 4× fewer
+    # FLOPs at the top level for the same width ("simple diffusion", Hoogeboom et al. 2023, §3.3).
+    patch_size: int = 1
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)
@@ -41,8 +46,8 @@ class UNetConfig:
         self.validate()
 
     def resolutions(self) -> list[int]:
-        """Feature-map sides, one per level: image_size, image_size/2, …"""
-        return [self.image_size // 2**i for i in range(len(self.channel_mults))]
+        """Feature-map sides, one per level: image_size/patch_size, then halved at each level."""
+        return [self.image_size // self.patch_size // 2**i for i in range(len(self.channel_mults))]
 
     def validate(self) -> None:
         def bad(msg: str) -> ValueError:
@@ -50,11 +55,14 @@ class UNetConfig:
 
         if self.image_size < 4:
             raise bad(f"image_size must be at least 4, got {self.image_size}")
+        if self.patch_size < 1 or self.image_size % self.patch_size:
+            raise bad(f"patch_size must be a positive divisor of image_size {self.image_size}, got {self.patch_size}")
         if self.in_channels < 1 or self.base_channels < 1 or self.num_res_blocks < 1 or not self.channel_mults:
             raise bad("in_channels, base_channels, num_res_blocks and channel_mults must be positive")
         levels = len(self.channel_mults)
-        if self.image_size % 2 ** (levels - 1):
-            raise bad(f"image_size {self.image_size} must be divisible by 2^{levels - 1} for {levels} levels (channel_mults)")
+        if (self.image_size // self.patch_size) % 2 ** (levels - 1):
+            raise bad(f"image_size/patch_size = {self.image_size // self.patch_size} must be divisible by 2^{levels - 1} "
+                      f"for {levels} levels (channel_mults)")
         unreachable = sorted(set(self.attention_resolutions) - set(self.resolutions()))
         if unreachable:
             raise bad(f"attention_resolutions {unreachable} are never reached; the feature maps are {self.resolutions()}")
@@ -87,7 +95,8 @@ class UNet(nn.Module):
         def attn(channels: int) -> AttentionBlock:
             return AttentionBlock(channels, c.head_channels, c.rescale_skip, c.norm_groups)
 
-        self.input = nn.Conv2d(c.in_channels, ch, 3, padding=1)
+        patch_area = c.patch_size**2
+        self.input = nn.Conv2d(c.in_channels * patch_area, ch, 3, padding=1)
         self.down = nn.ModuleList()
         skips, cur = [ch], ch
         resolutions = c.resolutions()
@@ -113,7 +122,7 @@ class UNet(nn.Module):
                 if level > 0 and i == c.num_res_blocks:
                     blocks.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cur, cur, 3, padding=1)))
                 self.up.append(nn.ModuleList(blocks))
-        self.out = nn.Sequential(group_norm(cur, c.norm_groups), nn.SiLU(), zero_init(nn.Conv2d(cur, c.out_channels or c.in_channels, 3, padding=1)))
+        self.out = nn.Sequential(group_norm(cur, c.norm_groups), nn.SiLU(), zero_init(nn.Conv2d(cur, (c.out_channels or c.in_channels) * patch_area, 3, padding=1)))
 
     def embed(self, t: torch.Tensor, y: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
         emb = None
@@ -130,7 +139,8 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embed(t, y, x.shape[0], x.device)
-        h = self.input(x)
+        p = self.config.patch_size
+        h = self.input(F.pixel_unshuffle(x, p) if p > 1 else x)
         hs = [h]
         for blocks in self.down:
             for block in blocks:
@@ -142,4 +152,5 @@ class UNet(nn.Module):
             h = torch.cat([h, hs.pop()], dim=1)
             for block in blocks:
                 h = block(h, emb) if isinstance(block, ResBlock) else block(h)
-        return self.out(h)
+        out = self.out(h)
+        return F.pixel_shuffle(out, p) if p > 1 else out

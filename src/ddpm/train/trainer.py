@@ -19,6 +19,7 @@ from ..config import RunConfig
 from ..data import ImageData, load_dataset
 from ..errors import DdpmError
 from ..generate import generate
+from ..guidance import drop_labels
 from ..models import build_model, build_schedule
 from ..objectives import training_loss
 from ..viz import save_grid
@@ -130,10 +131,12 @@ class Trainer:
         self.elapsed_before = 0.0
         self.started = time.time()
         # One fixed latent for the progress grids, so successive grids show the same samples improving.
-        self.fixed_latent = torch.randn((min(64, self.config.sample.num), self.data.channels, self.data.image_size,
+        # Conditional runs: whole rows of the K classes, one class per column.
+        k, n = self.config.model.num_classes, min(64, self.config.sample.num)
+        n = max(k, n - n % k) if k else n
+        self.fixed_latent = torch.randn((n, self.data.channels, self.data.image_size,
                                          self.data.image_size), generator=torch.Generator().manual_seed(t.seed + 3))
-        self.fixed_labels = (torch.arange(len(self.fixed_latent)) % self.data.num_classes
-                             if self.config.model.num_classes else None)
+        self.fixed_labels = self.class_cycle(len(self.fixed_latent))
         if checkpoint is not None:
             self.model.load_state_dict(weights)
             self.ema.load_state_dict(ema_weights)
@@ -234,17 +237,24 @@ class Trainer:
         t = self.config.train
         return min(t.ema_decay, (1 + step) / (10 + step)) if t.ema_warmup else t.ema_decay
 
+    def class_cycle(self, num: int) -> torch.Tensor | None:
+        """Labels 0, 1, …, K−1, 0, 1, … [num] for a class-conditional run (a grid of K columns then has one
+        class per column); None for an unconditional one."""
+        k = self.config.model.num_classes
+        return torch.arange(num) % k if k else None
+
     def sample_ema(self, num: int, *, seed: int = 0, x_T: torch.Tensor | None = None,
                    labels: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 samples [num, C, H, W] from the EMA weights with the run's [sample] settings."""
         s, d = self.config.sample, self.config.data
         return generate(self.ema, self.schedule, num=num, shape=(d.channels, d.image_size, d.image_size),
                         sampler=s.sampler, steps=s.steps, eta=s.eta, prediction=self.config.diffusion.prediction,
-                        clip_x0=s.clip_x0, labels=labels, seed=seed, x_T=x_T, device=self.device)
+                        clip_x0=s.clip_x0, labels=labels, guidance=s.guidance if labels is not None else 0.0,
+                        seed=seed, x_T=x_T, device=self.device)
 
     def save_progress_grid(self) -> Path:
         images = self.sample_ema(len(self.fixed_latent), x_T=self.fixed_latent, labels=self.fixed_labels)
-        return save_grid(images, self.out / "progress" / f"step_{self.step:07d}.png")
+        return save_grid(images, self.out / "progress" / f"step_{self.step:07d}.png", nrow=self.config.model.num_classes)
 
     def _log(self, log, window: "LogWindow", skipped: int) -> "LogWindow":
         now = time.time()
@@ -289,6 +299,8 @@ class Trainer:
                 stop_reason = "time budget"
                 break
             x, y = self.next_batch()
+            if y is not None:  # classifier-free guidance: the same net also learns ε(x_t, ∅)
+                y = drop_labels(y, t.label_dropout, self.config.model.num_classes, self.noise_gen)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr_at(self.step)
             with torch.autocast(self.device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):

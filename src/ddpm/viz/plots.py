@@ -98,8 +98,10 @@ def plot_loss_heatmap(run_dir: Path, path: str | Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     steps = [r["step"] for r in records]
+    # Each record closes a logging window: column k spans (step_{k−1}, step_k], the first one from its window's start.
+    first_window = steps[1] - steps[0] if len(steps) > 1 else steps[0]
     im = ax.imshow(np.log10(rel), aspect="auto", origin="lower", cmap="viridis",
-                   extent=(steps[0], steps[-1], 0, 1), interpolation="nearest")
+                   extent=(max(0, steps[0] - first_window), steps[-1], 0, 1), interpolation="nearest")
     ax.set(xlabel="step", ylabel="t / T", title=f"loss per timestep bucket ({buckets} buckets), relative to its first value")
     fig.colorbar(im, ax=ax, label="log10(loss / first loss)")
     return _save(fig, path)

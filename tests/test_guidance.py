@@ -1,0 +1,72 @@
+"""Classifier-free guidance: label dropout in training, the guided mix at sampling, and its errors."""
+import pytest
+import torch
+
+from ddpm.generate import generate
+from ddpm.guidance import ClassifierFreeGuidance, drop_labels
+from ddpm.nets import UNet, UNetConfig
+from ddpm.schedules import NoiseSchedule
+from ddpm.train import Trainer
+from helpers import sklearn_digits, tiny_config
+from stats import Z
+
+
+def conditional_net() -> UNet:
+    net = UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+                          head_channels=8, dropout=0.0, norm_groups=4, num_classes=10))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # zero-initialised output layers would make every prediction 0
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+    return net.eval()
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_drop_labels_replaces_the_expected_share(p):
+    y = torch.arange(20_000) % 10
+    dropped = drop_labels(y, p, null_label=10, generator=torch.Generator().manual_seed(1))
+    is_null = dropped == 10
+    assert torch.equal(dropped[~is_null], y[~is_null])  # the rest are untouched
+    share, n = is_null.double().mean().item(), len(y)
+    assert abs(share - p) < Z * (p * (1 - p) / n) ** 0.5  # binomial standard error
+    assert torch.equal(drop_labels(y, 0.0, 10), y)
+
+
+def test_guided_output_is_the_weighted_mix_of_conditional_and_unconditional():
+    net = conditional_net()
+    x, t, y = torch.randn(3, 1, 8, 8), torch.tensor([5, 50, 90]), torch.tensor([1, 4, 7])
+    cond, uncond = net(x, t, y), net(x, t, torch.full_like(y, 10))
+    assert not torch.allclose(cond, uncond)
+    for w in (0.5, 3.0):
+        guided = ClassifierFreeGuidance(net, w, null_label=10)(x, t, y)
+        torch.testing.assert_close(guided, (1 + w) * cond - w * uncond, rtol=1e-5, atol=1e-5)
+    assert torch.equal(ClassifierFreeGuidance(net, 0.0, 10)(x, t, y), cond)  # w = 0: the conditional model
+    assert torch.equal(ClassifierFreeGuidance(net, 2.0, 10)(x, t), net(x, t))  # no labels: unconditional
+    with pytest.raises(ValueError, match="guidance weight must be ≥ 0"):
+        ClassifierFreeGuidance(net, -1.0, 10)
+
+
+def test_generate_with_guidance_changes_samples_and_refuses_what_cannot_be_guided():
+    net, schedule = conditional_net(), NoiseSchedule.from_name("linear", 50)
+    labels = torch.arange(4)
+    kwargs = dict(num=4, shape=(1, 8, 8), sampler="ddim", steps=5, labels=labels, seed=3)
+    plain, guided = generate(net, schedule, **kwargs), generate(net, schedule, guidance=2.0, **kwargs)
+    assert plain.shape == guided.shape == (4, 1, 8, 8) and not torch.equal(plain, guided)
+    with pytest.raises(ValueError, match="needs class labels"):
+        generate(net, schedule, num=4, shape=(1, 8, 8), steps=5, guidance=1.0)
+    unconditional = UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1,), attention_resolutions=(), norm_groups=4))
+    with pytest.raises(ValueError, match="needs a class-conditional model; this one is unconditional"):
+        generate(unconditional, schedule, num=2, shape=(1, 8, 8), steps=5, labels=labels[:2], guidance=1.0)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_trainer_drops_labels_at_the_configured_rate(tmp_path, p):
+    config = tiny_config(data={"conditional": True}, train={"steps": 20, "label_dropout": p})
+    trainer = Trainer(config, tmp_path / "run", torch.device("cpu"), data=sklearn_digits(64), quiet=True)
+    seen = []
+    trainer.model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(kwargs["y"].clone()), with_kwargs=True)
+    trainer.run()
+    y = torch.cat(seen)
+    share, n = (y == 10).double().mean().item(), len(y)  # 20 steps × 32 labels
+    assert abs(share - p) <= Z * (p * (1 - p) / n) ** 0.5
+    assert ((y >= 0) & (y <= 10)).all()
