@@ -37,7 +37,7 @@ def ours(base: int) -> torch.nn.Module:
 def ours_patch2(base: int) -> torch.nn.Module:
     """Our U-Net as the mnist presets build it: 2×2 patches folded into channels, 2 levels at 14/7."""
     return UNet(UNetConfig(image_size=28, base_channels=base, channel_mults=(1, 2), num_res_blocks=1,
-                           attention_resolutions=(7,), head_channels=48, dropout=0.0, patch_size=2))
+                           attention_resolutions=(7,), dropout=0.0, patch_size=2))
 
 
 def equal_size(make, n_params: int) -> int:

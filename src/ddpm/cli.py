@@ -299,7 +299,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     path = write_summary(args.out, trainer.config, summary)
     from .report import write_report
 
-    report = write_report(args.out, device=device, full_ddpm=False, log=lambda m: print(m, file=sys.stderr))
+    report = write_report(args.out, device=device, full_ddpm=False, log=lambda m: print(m, file=sys.stderr), samples=images)
     print(f"ddpm demo: done in {(time.time() - started) / 60:.1f} min; report in {report}; samples in {args.out / 'samples.png'}, summary in {path}", file=sys.stderr)
     return 0
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .data import load_dataset
+from .guidance import ClassifierFreeGuidance
 from .models import build_schedule, load_model
 from .train.checkpoint import resolve_checkpoint
 from .viz import plots, process
@@ -22,11 +23,16 @@ def _data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
-def make_pictures(run_dir: Path, out: Path, *, device="cpu", full_ddpm: bool = True, log=print) -> dict[str, Path]:
-    """Draw every picture the run allows into ``out``; returns {name: path}."""
+def make_pictures(run_dir: Path, out: Path, *, device="cpu", full_ddpm: bool = True, log=print,
+                  samples: torch.Tensor | None = None) -> dict[str, Path]:
+    """Draw every picture the run allows into ``out``; returns {name: path}. ``samples`` (uint8 [N, C, H, W],
+    one class per column when conditional) are shown as they are instead of drawing new ones."""
     pictures: dict[str, Path] = {}
     model, config, step = load_model(run_dir, device=device)
     d, s = config.data, config.sample
+    k = config.model.num_classes
+    if k and s.guidance:  # every picture samples as the run's [sample] settings say, guidance included
+        model = ClassifierFreeGuidance(model, s.guidance, null_label=k)
     schedule = build_schedule(config).to(device)
     shape = (d.channels, d.image_size, d.image_size)
     cond = {"y": torch.arange(8, device=device) % config.model.num_classes} if config.model.num_classes else None
@@ -56,11 +62,11 @@ def make_pictures(run_dir: Path, out: Path, *, device="cpu", full_ddpm: bool = T
     from .generate import generate
     from .viz import save_grid
 
-    k = config.model.num_classes  # conditional: ten samples of each class, one class per column
-    images = generate(model, schedule, num=10 * k if k else 64, shape=shape, sampler=s.sampler, steps=s.steps, eta=s.eta,
-                      prediction=config.diffusion.prediction, clip_x0=s.clip_x0,
-                      labels=torch.arange(10 * k) % k if k else None, guidance=s.guidance if k else 0.0, device=device)
-    pictures["samples"] = save_grid(images, out / "samples.png", nrow=k or 8, scale=2)
+    if samples is None:  # conditional: ten samples of each class, one class per column
+        samples = generate(model, schedule, num=10 * k if k else 64, shape=shape, sampler=s.sampler, steps=s.steps, eta=s.eta,
+                           prediction=config.diffusion.prediction, clip_x0=s.clip_x0,
+                           labels=torch.arange(10 * k) % k if k else None, device=device)
+    pictures["samples"] = save_grid(samples, out / "samples.png", nrow=k or 8, scale=2)
     if [e for e in evals if "fid" in e or "domain_fid" in e]:
         pictures["metrics_vs_steps"] = plots.plot_metrics_vs_steps(evals, out / "metrics_vs_steps.png")
     nll = [e for e in evals if "nll_terms_bpd" in e]
@@ -76,7 +82,8 @@ def _save(image, path: Path) -> Path:
 
 
 SECTIONS = [
-    ("samples", "Samples", "64 samples from the EMA weights with the run's sampler settings."),
+    ("samples", "Samples", "From the EMA weights with the run's [sample] settings; a class-conditional run shows one "
+     "class per column, with its classifier-free guidance weight."),
     ("progress", "Training progress", "The same fixed latent sampled at every saved grid: one frame per grid."),
     ("loss", "Training loss", ""),
     ("loss_heatmap", "Loss per timestep over training", "Which noise levels the model has learned, and when."),
@@ -92,12 +99,14 @@ SECTIONS = [
 ]
 
 
-def write_report(run_dir: str | Path, *, device="cpu", full_ddpm: bool = True, log=print) -> Path:
-    """Write RUN/report.html (self-contained) and RUN/report/*.png|gif; returns the HTML path."""
+def write_report(run_dir: str | Path, *, device="cpu", full_ddpm: bool = True, log=print,
+                 samples: torch.Tensor | None = None) -> Path:
+    """Write RUN/report.html (self-contained) and RUN/report/*.png|gif; returns the HTML path.
+    ``samples``: already drawn samples to show (see make_pictures)."""
     run_dir = Path(run_dir)
     started = time.time()
     checkpoint = resolve_checkpoint(run_dir)
-    pictures = make_pictures(run_dir, run_dir / "report", device=device, full_ddpm=full_ddpm, log=log)
+    pictures = make_pictures(run_dir, run_dir / "report", device=device, full_ddpm=full_ddpm, log=log, samples=samples)
     _, config, step = load_model(checkpoint)
     train, evals = plots.read_log(run_dir)
     parts = [f"<h1>ddpm run: {html.escape(run_dir.name)}</h1>",

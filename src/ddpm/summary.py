@@ -24,8 +24,8 @@ def write_summary(run_dir: Path, config: RunConfig, summary: dict[str, Any]) -> 
         + (f", conditioned on {m.num_classes} classes (labels dropped {t.label_dropout:.0%} of the time)" if m.num_classes else ""),
         f"- diffusion: {config.diffusion.schedule} schedule, T = {config.diffusion.num_timesteps}, predicts {config.diffusion.prediction}",
         f"- training: {summary['steps']} steps of batch {t.batch_size} ({summary['steps'] * t.batch_size} images) in "
-        f"{summary['elapsed_s'] / 60:.1f} min, stopped by {summary['stopped_by']}; last logged loss {last.get('loss', float('nan')):.4f}, "
-        f"{last.get('images_per_s', float('nan')):.0f} images/s",
+        f"{summary['elapsed_s'] / 60:.1f} min ({summary['steps'] * t.batch_size / max(summary['elapsed_s'], 1e-9):.0f} images/s on average, "
+        f"progress grids and checkpoints included), stopped by {summary['stopped_by']}; last logged loss {last.get('loss', float('nan')):.4f}",
         f"- sampling: {s.num} samples with {s.sampler}, {s.steps} steps, EMA weights"
         + (f", classifier-free guidance w = {s.guidance:g}, one class per column" if m.num_classes and s.guidance else "")
         + (", one class per column" if m.num_classes and not s.guidance else "")
