@@ -61,6 +61,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", default="64,1000")
     ap.add_argument("--measure", type=int, default=10, help="steps actually run for the 1000-step DDPM rows")
+    ap.add_argument("--samplers", default="ddpm,ddim,dpm-solver++", help="only these samplers' rows")
+    ap.add_argument("--models", default="patch,same,diffusers", help="only these models' rows")
     ap.add_argument("--only", nargs=4, metavar=("MODEL", "SAMPLER", "STEPS", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.only:
@@ -72,6 +74,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for batch in args.batches.split(","):
         for model, sampler, steps in ROWS:
+            key = {PATCH: "patch", SAME: "same", DIFFUSERS: "diffusers"}[model]
+            if sampler not in args.samplers.split(",") or key not in args.models.split(","):
+                continue
             child = [sys.executable, __file__, "--only", model, sampler, str(steps), batch, "--measure", str(args.measure)]
             print(subprocess.run(child, check=True, capture_output=True, text=True).stdout.strip(), flush=True)
 
