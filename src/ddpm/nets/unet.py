@@ -37,7 +37,7 @@ class UNetConfig:
     norm_groups: int = 32
     # Side of the square pixel patches folded into channels before the first level (pixel-unshuffle) and
     # unfolded after the last (pixel-shuffle): 2 runs the whole net at half resolution, about 4× fewer
-    # FLOPs at the top level for the same width ("simple diffusion", Hoogeboom et al. 2023, §3.3).
+    # FLOPs at the top level for the same width (as in "simple diffusion", Hoogeboom et al. 2023).
     patch_size: int = 1
 
     def __post_init__(self) -> None:
@@ -75,7 +75,8 @@ class UNetConfig:
 
 
 class UNet(nn.Module):
-    """ADM-style U-Net: residual blocks with time (and label) embedding, attention at chosen resolutions.
+    """ADM-style U-Net: residual blocks with time (and label) embedding, attention at chosen resolutions,
+    optionally working on p×p pixel patches folded into channels (``patch_size``).
 
     forward(x [B, C, H, W], t [B] int timesteps, y [B] int labels or None) → [B, C_out, H, W].
     With class conditioning, y = num_classes (or y=None) is the "no label" input of classifier-free guidance.
