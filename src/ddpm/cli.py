@@ -7,12 +7,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import __version__
 from .config import RunConfig
 from .errors import DdpmError
+from .generate import write_samples
 from .sampling import SAMPLERS
 
 EPILOG = "Run 'ddpm COMMAND --help' for the options of one command."
@@ -62,10 +62,16 @@ def _sample_parser(sub) -> None:
 
 def _demo_parser(sub) -> None:
     p = sub.add_parser("demo", help="train the CPU demo on MNIST, sample and summarise", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Train configs/mnist-demo.toml (a few minutes on a laptop CPU), draw 64 samples and write "
-                                   "samples.png, samples.npz and summary.md into the run directory.")
+                       description="Train configs/mnist-demo.toml (a few minutes on a laptop CPU), draw 100 samples (ten of each digit, "
+                                   "classifier-free guidance w = 2) and write samples.png, samples.npz, summary.md and report.html "
+                                   "into the run directory.")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (overwritten)")
     p.add_argument("--max-minutes", type=float, default=None, help="training time budget (default: the preset's)")
+    p.add_argument("--finish-within", type=float, default=9.0, metavar="MINUTES",
+                   help="end the whole demo (training, sampling, report) within this many minutes of --started-at: "
+                        "training stops early when the work after it would not fit")
+    p.add_argument("--started-at", type=float, default=None, metavar="UNIX_TIME",
+                   help="when the demo's clock started (make demo passes its own start, so the install counts); default: now")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
@@ -213,26 +219,6 @@ def _resume_target(resume, out: Path | None) -> tuple[Path, bool | Path]:
     return target, True
 
 
-def write_samples(images: torch.Tensor, labels: torch.Tensor | None, out: Path, columns: int | None = None) -> Path:
-    """uint8 [N, C, H, W] → .npz (arr_0 NHWC, arr_1 labels), a .png grid (``columns`` wide), or a directory of PNGs."""
-    from PIL import Image
-
-    from .viz import save_grid
-
-    nhwc = images.permute(0, 2, 3, 1).numpy()
-    if out.suffix == ".npz":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {"arr_0": nhwc} if labels is None else {"arr_0": nhwc, "arr_1": labels.numpy()}
-        np.savez(out, **arrays)
-    elif out.suffix == ".png":
-        save_grid(images, out, nrow=columns, scale=2)
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        for i, img in enumerate(nhwc):
-            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(out / f"{i:06d}.png")
-    return out
-
-
 def cmd_sample(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -276,31 +262,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
     from .models import pick_device
-    from .summary import write_summary
-    from .train import Trainer
 
-    started = time.time()
-    config = RunConfig.from_toml("mnist-demo")
-    if args.max_minutes is not None:
-        config = config.with_overrides([f"train.max_minutes={args.max_minutes}"])
-    device = pick_device(args.device)
-    trainer = Trainer(config, args.out, device, force=True)
-    print(f"ddpm demo: training a {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M-parameter U-Net on MNIST "
-          f"for up to {config.train.max_minutes} minutes on {device}", file=sys.stderr)
-    summary = trainer.run()
-    sample_started = time.time()
-    labels = trainer.class_cycle(trainer.config.sample.num)
-    images = trainer.sample_ema(trainer.config.sample.num, seed=0, labels=labels)
-    summary["sampling_s"] = time.time() - sample_started
-    write_samples(images, labels, args.out / "samples.npz")
-    write_samples(images, labels, args.out / "samples.png", columns=trainer.config.model.num_classes)
-    summary["total_s"] = time.time() - started
-    path = write_summary(args.out, trainer.config, summary)
-    from .report import write_report
-
-    report = write_report(args.out, device=device, full_ddpm=False, log=lambda m: print(m, file=sys.stderr), samples=images)
-    print(f"ddpm demo: done in {(time.time() - started) / 60:.1f} min; report in {report}; samples in {args.out / 'samples.png'}, summary in {path}", file=sys.stderr)
+    if args.finish_within is not None and args.finish_within <= 0:
+        raise DdpmError(f"--finish-within must be positive minutes, not {args.finish_within:g}")
+    started = time.time() if args.started_at is None else args.started_at
+    summary = run_demo(args.out, pick_device(args.device), started=started, finish_within=args.finish_within,
+                       max_minutes=args.max_minutes, log=lambda m: print(m, file=sys.stderr))
+    print(f"ddpm demo: done in {summary['total_s'] / 60:.1f} min; report in {summary['report_path']}; samples in "
+          f"{args.out / 'samples.png'}, summary in {summary['summary_path']}", file=sys.stderr)
     return 0
 
 

@@ -1,8 +1,10 @@
 """Generate images from a trained denoiser in batches: the glue between a checkpoint and the samplers."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .guidance import ClassifierFreeGuidance
@@ -60,3 +62,23 @@ def generate(
         if progress is not None:
             progress(len(x))
     return torch.cat(out)
+
+
+def write_samples(images: torch.Tensor, labels: torch.Tensor | None, out: Path, columns: int | None = None) -> Path:
+    """uint8 [N, C, H, W] → .npz (arr_0 NHWC, arr_1 labels), a .png grid (``columns`` wide), or a directory of PNGs."""
+    from PIL import Image
+
+    from .viz import save_grid
+
+    nhwc = images.permute(0, 2, 3, 1).numpy()
+    if out.suffix == ".npz":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {"arr_0": nhwc} if labels is None else {"arr_0": nhwc, "arr_1": labels.numpy()}
+        np.savez(out, **arrays)
+    elif out.suffix == ".png":
+        save_grid(images, out, nrow=columns, scale=2)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for i, img in enumerate(nhwc):
+            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(out / f"{i:06d}.png")
+    return out

@@ -30,7 +30,9 @@ def write_summary(run_dir: Path, config: RunConfig, summary: dict[str, Any]) -> 
         + (f", classifier-free guidance w = {s.guidance:g}, one class per column" if m.num_classes and s.guidance else "")
         + (", one class per column" if m.num_classes and not s.guidance else "")
         + f", in {summary.get('sampling_s', float('nan')):.1f} s",
-        f"- total wall time: {summary.get('total_s', summary['elapsed_s']) / 60:.1f} min",
+        f"- report: report.html" + (f", written in {summary['report_s']:.1f} s" if "report_s" in summary else ""),
+        f"- total wall time: {summary.get('total_s', summary['elapsed_s']) / 60:.1f} min"
+        + (f" ({summary['total_counts']})" if "total_counts" in summary else ""),
         f"- machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "",
         "![samples](samples.png)",

@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -129,7 +129,7 @@ class Trainer:
         self.order = torch.randperm(len(self.data), generator=self.data_gen)
         self.position = 0
         self.elapsed_before = 0.0
-        self.started = time.time()
+        self.started, self.start_step = time.time(), 0
         # One fixed latent for the progress grids, so successive grids show the same samples improving.
         # Conditional runs: whole rows of the K classes, one class per column.
         k, n = self.config.model.num_classes, min(64, self.config.sample.num)
@@ -269,21 +269,22 @@ class Trainer:
         return LogWindow()
 
     # -- the loop --------------------------------------------------------------------------------
-    def run(self) -> dict[str, Any]:
-        """Train until train.steps or the time budget; SIGINT/SIGTERM save a checkpoint and raise ``Interrupted``."""
+    def run(self, stop_when: Callable[["Trainer"], str | None] | None = None) -> dict[str, Any]:
+        """Train until train.steps or the time budget; SIGINT/SIGTERM save a checkpoint and raise ``Interrupted``.
+        ``stop_when(trainer)``, asked before every step, may end training early by returning the reason."""
         t = self.config.train
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write(self.out / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(self.config.to_dict(), indent=2)))
         stop_signal: list[int] = []
         previous = _install_handlers(lambda signum, frame: stop_signal.append(signum))
         try:
-            return self._loop(t, stop_signal)
+            return self._loop(t, stop_signal, stop_when)
         finally:
             _restore_handlers(previous)
 
-    def _loop(self, t, stop_signal: list[int]) -> dict[str, Any]:
+    def _loop(self, t, stop_signal: list[int], stop_when) -> dict[str, Any]:
         autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
-        self.started = time.time()
+        self.started, self.start_step = time.time(), self.step
         deadline = self.deadline = None if t.max_minutes is None else self.started + 60 * t.max_minutes - self.elapsed_before
         log = (self.out / "metrics.jsonl").open("a")
         window = LogWindow()
@@ -297,6 +298,9 @@ class Trainer:
                 break
             if deadline is not None and time.time() >= deadline:
                 stop_reason = "time budget"
+                break
+            if stop_when is not None and (reason := stop_when(self)):
+                stop_reason = reason
                 break
             x, y = self.next_batch()
             if y is not None:  # classifier-free guidance: the same net also learns ε(x_t, ∅)

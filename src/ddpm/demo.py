@@ -1,0 +1,96 @@
+"""``ddpm demo`` (what ``make demo`` runs): train the CPU demo preset on MNIST, sample, summarise and write the
+report, all inside one wall-clock budget that may count from before this process began (``make demo`` passes
+the moment it started, so the install is inside the budget too).
+
+The training time is what the budget leaves once the work after training is paid for. That work is a known
+number of network evaluations (the samples, the last progress grid, the report's trajectories), so its cost
+is predicted from the training throughput measured so far: a slower or busier machine trains for less time
+instead of overrunning.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .config import RunConfig
+from .generate import write_samples
+
+# Forward-only image evaluations per second, per trained image per second. Measured 3.4 on the 2-core build
+# machine (training at batch 32 against guided sampling of 100 images, a batch of 200); 2.5 leaves a margin.
+FORWARDS_PER_TRAINED_IMAGE = 2.5
+# Seconds after training that do not scale with the network: the last checkpoint, the report's plots, GIFs
+# and PNGs, reading test images for the forward strip. Measured 9 s on the build machine; doubled.
+FIXED_SECONDS_AFTER_TRAINING = 18.0
+# Steps before the measured throughput is trusted (the first steps pay for warm-up and allocation).
+STEPS_BEFORE_ESTIMATE = 30
+
+
+def evaluations_after_training(config: RunConfig) -> int:
+    """Image evaluations of the network still to run when training stops: the demo's samples, the last
+    progress grid (64 images at most, whole rows of classes), the report's reverse trajectory (4 images)
+    and its sampler comparison (8 images, four 20-step samplers; the full-T row is left out in the demo)."""
+    s, k = config.sample, config.model.num_classes
+    per_image = (s.steps or config.diffusion.num_timesteps) * (2 if k and s.guidance else 1)  # guidance: cond + uncond
+    progress = (min(64, s.num) // k * k if k else min(64, s.num)) if config.train.sample_every else 0
+    comparison = 8 * 4 * min(20, config.diffusion.num_timesteps) * (2 if k and s.guidance else 1)
+    return (s.num + progress + 4) * per_image + comparison
+
+
+class FinishBy:
+    """``Trainer.run(stop_when=FinishBy(deadline, config))``: stop training once the work that must follow it
+    would no longer end by ``deadline`` (a ``time.time()`` value)."""
+
+    def __init__(self, deadline: float, config: RunConfig):
+        self.deadline = deadline
+        self.evaluations = evaluations_after_training(config)
+
+    def seconds_after_training(self, trainer) -> float:
+        """Predicted seconds from now to the end of the demo if training stopped now."""
+        steps = trainer.step - trainer.start_step
+        if steps < STEPS_BEFORE_ESTIMATE:
+            return FIXED_SECONDS_AFTER_TRAINING
+        trained_per_s = steps * trainer.config.train.batch_size / max(time.time() - trainer.started, 1e-9)
+        return FIXED_SECONDS_AFTER_TRAINING + self.evaluations / (FORWARDS_PER_TRAINED_IMAGE * trained_per_s)
+
+    def __call__(self, trainer) -> str | None:
+        if time.time() + self.seconds_after_training(trainer) >= self.deadline:
+            return "the demo's overall time budget"
+        return None
+
+
+def run_demo(out: Path, device: torch.device, *, started: float, finish_within: float | None = None,
+             max_minutes: float | None = None, log: Callable[[str], None] = print) -> dict:
+    """Train configs/mnist-demo.toml into ``out``, then write samples.npz, samples.png (one class per column),
+    summary.md and report.html. ``finish_within`` minutes count from ``started`` (a ``time.time()`` value);
+    ``max_minutes`` replaces the preset's training budget. Returns the trainer's summary with timings added."""
+    from .report import write_report
+    from .summary import write_summary
+    from .train import Trainer
+
+    config = RunConfig.from_toml("mnist-demo")
+    if max_minutes is not None:
+        config = config.with_overrides([f"train.max_minutes={max_minutes}"])
+    trainer = Trainer(config, out, device, force=True)
+    deadline = None if finish_within is None else started + 60 * finish_within
+    budget = f"up to {config.train.max_minutes} minutes" + (
+        f", ending by {time.strftime('%H:%M:%S', time.localtime(deadline))} so that the whole demo takes {finish_within:g} minutes"
+        if deadline else "")
+    log(f"ddpm demo: training a {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M-parameter U-Net on MNIST "
+        f"for {budget} on {device}")
+    summary = trainer.run(stop_when=FinishBy(deadline, trainer.config) if deadline else None)
+    sample_started = time.time()
+    labels = trainer.class_cycle(trainer.config.sample.num)
+    images = trainer.sample_ema(trainer.config.sample.num, seed=0, labels=labels)
+    summary["sampling_s"] = time.time() - sample_started
+    write_samples(images, labels, out / "samples.npz")
+    write_samples(images, labels, out / "samples.png", columns=trainer.config.model.num_classes)
+    report_started = time.time()
+    summary["report_path"] = write_report(out, device=device, full_ddpm=False, log=log, samples=images)
+    summary["report_s"] = time.time() - report_started
+    summary["total_s"] = time.time() - started
+    summary["total_counts"] = f"since {time.strftime('%H:%M:%S', time.localtime(started))}, when the demo's clock started"
+    summary["summary_path"] = write_summary(out, trainer.config, summary)
+    return summary
