@@ -70,6 +70,7 @@ def test_same_seed_same_samples(run_dir, tmp_path):
         (["train", "--out", "{tmp}/r", "--set", "sample.guidance=2"], "sample.guidance must be 0 for an unconditional model"),
         (["train", "--out", "{tmp}/r", "--set", "train.label_dropout=1.5"], "train.label_dropout must be in [0, 1)"),
         (["sample", "{run}", "--num", "1", "--steps", "1", "--out", "{tmp}/junk.safetensors/x.npz"], "File exists: {tmp}/junk.safetensors"),
+        (["train", "--out", "{tmp}/r", "--set", "train.progress_samples=0"], "train.progress_samples must be a positive integer"),
         (["demo", "--out", "{tmp}/d", "--finish-within", "0"], "--finish-within must be positive minutes, not 0"),
     ],
 )

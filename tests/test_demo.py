@@ -15,6 +15,7 @@ from ddpm.demo import FIXED_SECONDS_AFTER_TRAINING, FORWARDS_PER_TRAINED_IMAGE, 
     evaluations_after_training
 from ddpm.nets.unet import UNet
 from ddpm.train import Trainer
+from ddpm.train.checkpoint import list_checkpoints
 from helpers import sklearn_digits, tiny_config
 
 
@@ -40,36 +41,49 @@ def test_demo_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
     assert "classifier-free guidance w = 2" in summary and "2×2 patches" in summary and "stopped by time budget" in summary
     assert (out / "report.html").is_file()
     config = RunConfig.from_dict(json.loads((out / "config.json").read_text()))
-    assert sum(evaluated) == evaluations_after_training(config) == (100 + 60 + 4) * 50 * 2 + 8 * 4 * 20 * 2
+    step = list_checkpoints(out)[-1][0]
+    assert 0 < step < config.train.sample_every  # so the last progress grid is drawn after training
+    assert sum(evaluated) == evaluations_after_training(config, step) == (100 + 20 + 4) * 50 * 2 + 8 * 4 * 20 * 2
 
 
-def fake_trainer(steps: int, seconds: float, batch_size: int = 32):
-    config = SimpleNamespace(train=SimpleNamespace(batch_size=batch_size))
-    return SimpleNamespace(step=100 + steps, start_step=100, started=time.time() - seconds, config=config)
+def demo_config() -> RunConfig:
+    """The demo preset as the trainer resolves it on MNIST (ten classes)."""
+    return RunConfig.from_toml("mnist-demo").with_overrides(["model.num_classes=10"])
+
+
+def test_no_progress_grid_is_reserved_when_training_stops_on_one():
+    config = demo_config()
+    every = config.train.sample_every
+    assert evaluations_after_training(config, every - 1) - evaluations_after_training(config, every) == 20 * 50 * 2
+    assert evaluations_after_training(config, 0) == evaluations_after_training(config, every + 1)
+
+
+def fake_trainer(steps: int, seconds: float):
+    """What FinishBy reads of a demo Trainer that has trained ``steps`` steps (from step 100) in ``seconds``."""
+    return SimpleNamespace(step=100 + steps, start_step=100, started=time.time() - seconds, config=demo_config())
 
 
 def test_finish_by_reserves_the_predicted_time_after_training():
-    config = RunConfig.from_toml("mnist-demo")
-    evaluations = evaluations_after_training(config)
-    trainer = fake_trainer(steps=1000, seconds=200.0)  # 160 trained images/s
+    trainer = fake_trainer(steps=1000, seconds=200.0)  # 32 000 images in 200 s: 160 trained images/s
+    evaluations = evaluations_after_training(trainer.config, trainer.step)
     after = FIXED_SECONDS_AFTER_TRAINING + evaluations / (FORWARDS_PER_TRAINED_IMAGE * 160.0)
-    assert FinishBy(time.time(), config).seconds_after_training(trainer) == pytest.approx(after, rel=1e-3)
-    assert FinishBy(time.time() + after + 5, config)(trainer) is None
-    assert FinishBy(time.time() + after - 5, config)(trainer) == "the demo's overall time budget"
+    assert FinishBy(time.time()).seconds_after_training(trainer) == pytest.approx(after, rel=1e-3)
+    assert FinishBy(time.time() + after + 5)(trainer) is None
+    assert FinishBy(time.time() + after - 5)(trainer) == "the demo's overall time budget"
     # a machine half as fast needs twice the time for the same evaluations
-    slow = FinishBy(time.time(), config).seconds_after_training(fake_trainer(steps=1000, seconds=400.0))
+    slow = FinishBy(time.time()).seconds_after_training(fake_trainer(steps=1000, seconds=400.0))
     assert slow - FIXED_SECONDS_AFTER_TRAINING == pytest.approx(2 * (after - FIXED_SECONDS_AFTER_TRAINING), rel=1e-3)
     # too few steps to trust the throughput: only the fixed part is reserved
     early = fake_trainer(steps=STEPS_BEFORE_ESTIMATE - 1, seconds=0.001)
-    assert FinishBy(time.time(), config).seconds_after_training(early) == FIXED_SECONDS_AFTER_TRAINING
+    assert FinishBy(time.time()).seconds_after_training(early) == FIXED_SECONDS_AFTER_TRAINING
 
 
 def test_a_trainer_stops_at_a_deadline_already_past_and_runs_to_the_end_otherwise(tmp_path):
     config = tiny_config(train={"steps": 6})
     data = sklearn_digits(64)
     late = Trainer(config, tmp_path / "late", torch.device("cpu"), data=data, quiet=True)
-    summary = late.run(stop_when=FinishBy(time.time(), late.config))
+    summary = late.run(stop_when=FinishBy(time.time()))
     assert summary["steps"] == 0 and summary["stopped_by"] == "the demo's overall time budget"
     early = Trainer(config, tmp_path / "early", torch.device("cpu"), data=data, quiet=True)
-    summary = early.run(stop_when=FinishBy(time.time() + 3600, early.config))
+    summary = early.run(stop_when=FinishBy(time.time() + 3600))
     assert summary["steps"] == 6 and summary["stopped_by"] == "steps"

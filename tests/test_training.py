@@ -7,6 +7,7 @@ import torch
 from ddpm.generate import generate
 from ddpm.models import build_schedule, load_model
 from ddpm.train import Trainer
+from ddpm.train.trainer import progress_grid_size
 from helpers import sklearn_digits, tiny_config
 
 CPU = torch.device("cpu")
@@ -48,6 +49,18 @@ def test_progress_grids_from_a_fixed_latent(tmp_path):
     Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True).run()
     grids = sorted(p.name for p in (tmp_path / "run" / "progress").iterdir())
     assert grids == ["step_0000002.png", "step_0000004.png"]
+
+
+@pytest.mark.parametrize("classes, progress_samples, num, size", [
+    (0, 64, 8, 8),      # never more than sample.num
+    (0, 5, 64, 5),
+    (10, 64, 100, 60),  # conditional: whole rows of the ten classes
+    (10, 20, 100, 20),
+    (10, 3, 100, 10),   # at least one row
+])
+def test_progress_grid_size(classes, progress_samples, num, size):
+    config = tiny_config(model={"num_classes": classes}, train={"progress_samples": progress_samples}, sample={"num": num})
+    assert progress_grid_size(config) == size
 
 
 def test_conditional_training_and_time_budget(tmp_path):

@@ -67,7 +67,7 @@ def _demo_parser(sub) -> None:
                                    "into the run directory.")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (overwritten)")
     p.add_argument("--max-minutes", type=float, default=None, help="training time budget (default: the preset's)")
-    p.add_argument("--finish-within", type=float, default=9.0, metavar="MINUTES",
+    p.add_argument("--finish-within", type=float, default=9.25, metavar="MINUTES",
                    help="end the whole demo (training, sampling, report) within this many minutes of --started-at: "
                         "training stops early when the work after it would not fit")
     p.add_argument("--started-at", type=float, default=None, metavar="UNIX_TIME",

@@ -66,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     sample_every: int = 500  # fixed-latent grid every N steps (0: never)
+    progress_samples: int = 64  # images per fixed-latent grid (at most sample.num; conditional: whole rows of classes)
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2  # complete checkpoints kept; older ones are deleted once a newer one is complete
     max_bad_steps: int = 10  # this many non-finite losses or gradients in a row stop the run
@@ -155,6 +156,7 @@ class RunConfig:
         need(t.keep_checkpoints >= 1, "train.keep_checkpoints", "at least 1")
         need(t.max_bad_steps >= 1, "train.max_bad_steps", "at least 1")
         need(t.log_every >= 1 and t.checkpoint_every >= 1 and t.sample_every >= 0, "train.log_every/checkpoint_every/sample_every", "positive")
+        need(t.progress_samples >= 1, "train.progress_samples", "a positive integer")
         need(1 <= s.steps <= d.num_timesteps, "sample.steps", f"in 1..{d.num_timesteps} (diffusion.num_timesteps)")
         need(s.num >= 1, "sample.num", "a positive integer")
         need(0 <= s.eta <= 1, "sample.eta", "in [0, 1]")

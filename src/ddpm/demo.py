@@ -17,35 +17,37 @@ import torch
 
 from .config import RunConfig
 from .generate import write_samples
+from .train.trainer import progress_grid_size
 
-# Forward-only image evaluations per second, per trained image per second. Measured 3.4 on the 2-core build
-# machine (training at batch 32 against guided sampling of 100 images, a batch of 200); 2.5 leaves a margin.
-FORWARDS_PER_TRAINED_IMAGE = 2.5
+# Forward-only image evaluations per second, per trained image per second (the trainer's average, progress
+# grids and checkpoints included). Measured 3.4 and 3.6 on the 2-core build machine (guided sampling of 100
+# images, a batch of 200, against training at batch 32); 3.0 leaves a margin.
+FORWARDS_PER_TRAINED_IMAGE = 3.0
 # Seconds after training that do not scale with the network: the last checkpoint, the report's plots, GIFs
-# and PNGs, reading test images for the forward strip. Measured 9 s on the build machine; doubled.
-FIXED_SECONDS_AFTER_TRAINING = 18.0
+# and PNGs, reading test images for the forward strip. Measured 9 s on the build machine.
+FIXED_SECONDS_AFTER_TRAINING = 15.0
 # Steps before the measured throughput is trusted (the first steps pay for warm-up and allocation).
 STEPS_BEFORE_ESTIMATE = 30
 
 
-def evaluations_after_training(config: RunConfig) -> int:
-    """Image evaluations of the network still to run when training stops: the demo's samples, the last
-    progress grid (64 images at most, whole rows of classes), the report's reverse trajectory (4 images)
-    and its sampler comparison (8 images, four 20-step samplers; the full-T row is left out in the demo)."""
-    s, k = config.sample, config.model.num_classes
+def evaluations_after_training(config: RunConfig, step: int) -> int:
+    """Image evaluations of the network still to run when training stops at ``step``: the demo's samples,
+    the last progress grid unless one was just drawn at this step, the report's reverse trajectory (4 images) and its sampler comparison (8 images, four 20-step
+    samplers; the full-T row is left out in the demo). ``config``: as the trainer resolved it (num_classes set)."""
+    s, k, every = config.sample, config.model.num_classes, config.train.sample_every
     per_image = (s.steps or config.diffusion.num_timesteps) * (2 if k and s.guidance else 1)  # guidance: cond + uncond
-    progress = (min(64, s.num) // k * k if k else min(64, s.num)) if config.train.sample_every else 0
+    grid_due = every and (step == 0 or step % every)
+    progress = progress_grid_size(config) if grid_due else 0
     comparison = 8 * 4 * min(20, config.diffusion.num_timesteps) * (2 if k and s.guidance else 1)
     return (s.num + progress + 4) * per_image + comparison
 
 
 class FinishBy:
-    """``Trainer.run(stop_when=FinishBy(deadline, config))``: stop training once the work that must follow it
+    """``Trainer.run(stop_when=FinishBy(deadline))``: stop training once the work that must follow it
     would no longer end by ``deadline`` (a ``time.time()`` value)."""
 
-    def __init__(self, deadline: float, config: RunConfig):
+    def __init__(self, deadline: float):
         self.deadline = deadline
-        self.evaluations = evaluations_after_training(config)
 
     def seconds_after_training(self, trainer) -> float:
         """Predicted seconds from now to the end of the demo if training stopped now."""
@@ -53,7 +55,8 @@ class FinishBy:
         if steps < STEPS_BEFORE_ESTIMATE:
             return FIXED_SECONDS_AFTER_TRAINING
         trained_per_s = steps * trainer.config.train.batch_size / max(time.time() - trainer.started, 1e-9)
-        return FIXED_SECONDS_AFTER_TRAINING + self.evaluations / (FORWARDS_PER_TRAINED_IMAGE * trained_per_s)
+        evaluations = evaluations_after_training(trainer.config, trainer.step)
+        return FIXED_SECONDS_AFTER_TRAINING + evaluations / (FORWARDS_PER_TRAINED_IMAGE * trained_per_s)
 
     def __call__(self, trainer) -> str | None:
         if time.time() + self.seconds_after_training(trainer) >= self.deadline:
@@ -80,7 +83,7 @@ def run_demo(out: Path, device: torch.device, *, started: float, finish_within: 
         if deadline else "")
     log(f"ddpm demo: training a {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M-parameter U-Net on MNIST "
         f"for {budget} on {device}")
-    summary = trainer.run(stop_when=FinishBy(deadline, trainer.config) if deadline else None)
+    summary = trainer.run(stop_when=FinishBy(deadline) if deadline else None)
     sample_started = time.time()
     labels = trainer.class_cycle(trainer.config.sample.num)
     images = trainer.sample_ema(trainer.config.sample.num, seed=0, labels=labels)

@@ -37,6 +37,13 @@ class Interrupted(Exception):
                          f"ddpm train --resume {out}")
 
 
+def progress_grid_size(config: RunConfig) -> int:
+    """Images in each progress grid: train.progress_samples, at most sample.num; for a conditional run whole
+    rows of the K classes (one class per column), at least one row."""
+    k, n = config.model.num_classes, min(config.train.progress_samples, config.sample.num)
+    return max(k, n - n % k) if k else n
+
+
 def resolve_config(config: RunConfig, data: ImageData) -> RunConfig:
     """Fill what the data decides: image size, channels and, for conditional runs, the class count."""
     d = replace(config.data, image_size=data.image_size, channels=data.channels)
@@ -131,10 +138,7 @@ class Trainer:
         self.elapsed_before = 0.0
         self.started, self.start_step = time.time(), 0
         # One fixed latent for the progress grids, so successive grids show the same samples improving.
-        # Conditional runs: whole rows of the K classes, one class per column.
-        k, n = self.config.model.num_classes, min(64, self.config.sample.num)
-        n = max(k, n - n % k) if k else n
-        self.fixed_latent = torch.randn((n, self.data.channels, self.data.image_size,
+        self.fixed_latent = torch.randn((progress_grid_size(self.config), self.data.channels, self.data.image_size,
                                          self.data.image_size), generator=torch.Generator().manual_seed(t.seed + 3))
         self.fixed_labels = self.class_cycle(len(self.fixed_latent))
         if checkpoint is not None:
