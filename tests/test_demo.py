@@ -58,6 +58,15 @@ def test_no_progress_grid_is_reserved_when_training_stops_on_one():
     assert evaluations_after_training(config, 0) == evaluations_after_training(config, every + 1)
 
 
+def test_a_demo_whose_budget_is_spent_says_its_samples_are_untrained(tmp_path, capsys):
+    """An install that took the whole budget: the demo still writes every file and says why they are noise."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--started-at", str(time.time() - 600), "--finish-within", "9.25"]) == 0
+    assert "left time for only 0 training steps" in capsys.readouterr().err
+    assert "stopped by the demo's overall time budget" in (out / "summary.md").read_text()
+    assert (out / "samples.png").is_file() and (out / "report.html").is_file()
+
+
 def fake_trainer(steps: int, seconds: float):
     """What FinishBy reads of a demo Trainer that has trained ``steps`` steps (from step 100) in ``seconds``."""
     return SimpleNamespace(step=100 + steps, start_step=100, started=time.time() - seconds, config=demo_config())

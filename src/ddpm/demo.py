@@ -28,6 +28,9 @@ FORWARDS_PER_TRAINED_IMAGE = 3.0
 FIXED_SECONDS_AFTER_TRAINING = 15.0
 # Steps before the measured throughput is trusted (the first steps pay for warm-up and allocation).
 STEPS_BEFORE_ESTIMATE = 30
+# Fewer steps than this and the samples are mostly noise: the demo says so instead of presenting them silently.
+STEPS_FOR_DIGITS = 500
+STOPPED_BY_BUDGET = "the demo's overall time budget"
 
 
 def evaluations_after_training(config: RunConfig, step: int) -> int:
@@ -60,7 +63,7 @@ class FinishBy:
 
     def __call__(self, trainer) -> str | None:
         if time.time() + self.seconds_after_training(trainer) >= self.deadline:
-            return "the demo's overall time budget"
+            return STOPPED_BY_BUDGET
         return None
 
 
@@ -84,6 +87,10 @@ def run_demo(out: Path, device: torch.device, *, started: float, finish_within: 
     log(f"ddpm demo: training a {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M-parameter U-Net on MNIST "
         f"for {budget} on {device}")
     summary = trainer.run(stop_when=FinishBy(deadline) if deadline else None)
+    if summary["stopped_by"] == STOPPED_BY_BUDGET and summary["steps"] < STEPS_FOR_DIGITS:
+        log(f"ddpm demo: the overall budget left time for only {summary['steps']} training steps (the install or a busy "
+            f"machine took the rest), too few for clear digits; run `ddpm demo` again now that the install is done, "
+            f"or give --finish-within more minutes")
     sample_started = time.time()
     labels = trainer.class_cycle(trainer.config.sample.num)
     images = trainer.sample_ema(trainer.config.sample.num, seed=0, labels=labels)
