@@ -35,8 +35,9 @@ STOPPED_BY_BUDGET = "the demo's overall time budget"
 
 def evaluations_after_training(config: RunConfig, step: int) -> int:
     """Image evaluations of the network still to run when training stops at ``step``: the demo's samples,
-    the last progress grid unless one was just drawn at this step, the report's reverse trajectory (4 images) and its sampler comparison (8 images, four 20-step
-    samplers; the full-T row is left out in the demo). ``config``: as the trainer resolved it (num_classes set)."""
+    the last progress grid unless one was just drawn at this step, the report's reverse trajectory (4 images)
+    and its sampler comparison (8 images, four 20-step samplers; the full-T row is left out in the demo).
+    A guided sample costs two evaluations per step. ``config``: as the trainer resolved it (num_classes set)."""
     s, k, every = config.sample, config.model.num_classes, config.train.sample_every
     per_image = (s.steps or config.diffusion.num_timesteps) * (2 if k and s.guidance else 1)  # guidance: cond + uncond
     grid_due = every and (step == 0 or step % every)
