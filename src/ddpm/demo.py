@@ -17,6 +17,7 @@ import torch
 
 from .config import RunConfig
 from .generate import write_samples
+from .guidance import images_per_sample
 from .train.trainer import progress_grid_size
 
 # Forward-only image evaluations per second, per trained image per second (the trainer's average, progress
@@ -35,15 +36,15 @@ STOPPED_BY_BUDGET = "the demo's overall time budget"
 
 def evaluations_after_training(config: RunConfig, step: int) -> int:
     """Image evaluations of the network still to run when training stops at ``step``: the demo's samples,
-    the last progress grid unless one was just drawn at this step, the report's reverse trajectory (4 images)
-    and its sampler comparison (8 images, four 20-step samplers; the full-T row is left out in the demo).
-    A guided sample costs two evaluations per step. ``config``: as the trainer resolved it (num_classes set)."""
-    s, k, every = config.sample, config.model.num_classes, config.train.sample_every
-    per_image = (s.steps or config.diffusion.num_timesteps) * (2 if k and s.guidance else 1)  # guidance: cond + uncond
+    the last progress grid unless one was just drawn at this step, and the report's own sampling (without
+    its full-T DDPM row). ``config``: as the trainer resolved it (num_classes set)."""
+    from .report import network_evaluations
+
+    s, every = config.sample, config.train.sample_every
+    per_image = (s.steps or config.diffusion.num_timesteps) * images_per_sample(config.model.num_classes, s.guidance)
     grid_due = every and (step == 0 or step % every)
     progress = progress_grid_size(config) if grid_due else 0
-    comparison = 8 * 4 * min(20, config.diffusion.num_timesteps) * (2 if k and s.guidance else 1)
-    return (s.num + progress + 4) * per_image + comparison
+    return (s.num + progress) * per_image + network_evaluations(config, full_ddpm=False)
 
 
 class FinishBy:

@@ -24,6 +24,12 @@ def drop_labels(y: torch.Tensor, p_uncond: float, null_label: int, generator: to
     return torch.where(drop.to(y.device), torch.full_like(y, null_label), y)
 
 
+def images_per_sample(num_classes: int | None, weight: float) -> int:
+    """Network image-evaluations per sample and step: 2 when guided (the conditional and unconditional passes
+    of ``ClassifierFreeGuidance``), else 1."""
+    return 2 if num_classes and weight else 1
+
+
 class ClassifierFreeGuidance(nn.Module):
     """Wraps a class-conditional denoiser: forward(x [B, …], t [B], y [B]) → the guided output [B, …].
 

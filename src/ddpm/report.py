@@ -12,10 +12,27 @@ from typing import Any
 import torch
 
 from .data import load_dataset
-from .guidance import ClassifierFreeGuidance
+from .guidance import ClassifierFreeGuidance, images_per_sample
 from .models import build_schedule, load_model
 from .train.checkpoint import resolve_checkpoint
 from .viz import plots, process
+
+
+# The report's own sampling: a reverse trajectory of REVERSE_SAMPLES images with the run's sampler, and each
+# sampler row of the comparison on COMPARISON_SAMPLES images with COMPARISON_STEPS steps.
+REVERSE_SAMPLES = 4
+COMPARISON_SAMPLES = 8
+COMPARISON_STEPS = 20
+
+
+def network_evaluations(config, full_ddpm: bool) -> int:
+    """Image evaluations of the network that make_pictures runs when it is given the samples to show (what the
+    demo budgets for). ``config``: as the trainer resolved it (num_classes set)."""
+    s, T = config.sample, config.diffusion.num_timesteps
+    rows = [T if options.get("steps", 0) is None else min(COMPARISON_STEPS, T)
+            for _, _, options in process.SAMPLER_ROWS if full_ddpm or options.get("steps", 0) is not None]
+    per_step = images_per_sample(config.model.num_classes, s.guidance)
+    return (REVERSE_SAMPLES * (s.steps or T) + COMPARISON_SAMPLES * sum(rows)) * per_step
 
 
 def _data_uri(path: Path) -> str:
@@ -35,7 +52,7 @@ def make_pictures(run_dir: Path, out: Path, *, device="cpu", full_ddpm: bool = T
         model = ClassifierFreeGuidance(model, s.guidance, null_label=k)
     schedule = build_schedule(config).to(device)
     shape = (d.channels, d.image_size, d.image_size)
-    cond = {"y": torch.arange(8, device=device) % config.model.num_classes} if config.model.num_classes else None
+    cond = {"y": torch.arange(COMPARISON_SAMPLES, device=device) % k} if k else None
     T = config.diffusion.num_timesteps
 
     log("report: schedules and forward process")
@@ -50,13 +67,13 @@ def make_pictures(run_dir: Path, out: Path, *, device="cpu", full_ddpm: bool = T
     if list((run_dir / "progress").glob("step_*.png")):
         pictures["progress"] = process.progress_gif(run_dir, out / "progress.gif")
     log(f"report: reverse trajectory ({s.sampler}, {s.steps} steps)")
-    record, final = process.reverse_trajectory(model, schedule, shape, num=4, sampler=s.sampler,
+    record, final = process.reverse_trajectory(model, schedule, shape, num=REVERSE_SAMPLES, sampler=s.sampler,
                                                steps=s.steps, prediction=config.diffusion.prediction, clip_x0=s.clip_x0,
-                                               cond={"y": cond["y"][:4]} if cond else None, device=device)
+                                               cond={"y": cond["y"][:REVERSE_SAMPLES]} if cond else None, device=device)
     pictures["reverse_gif"] = process.trajectory_gif(record, final, out / "reverse.gif")
     pictures["reverse_strip"] = _save(process.trajectory_strip(record, final), out / "reverse.png")
     log(f"report: sampler comparison{' (incl. all ' + str(T) + ' DDPM steps)' if full_ddpm else ''}")
-    pictures["samplers"] = _save(process.sampler_comparison(model, schedule, shape, steps=min(20, T), prediction=config.diffusion.prediction,
+    pictures["samplers"] = _save(process.sampler_comparison(model, schedule, shape, steps=min(COMPARISON_STEPS, T), num=COMPARISON_SAMPLES, prediction=config.diffusion.prediction,
                                                             clip_x0=s.clip_x0, cond=cond, device=device, include_full=full_ddpm),
                                  out / "samplers.png")
     from .generate import generate

@@ -27,8 +27,8 @@ def write_summary(run_dir: Path, config: RunConfig, summary: dict[str, Any]) -> 
         f"{summary['elapsed_s'] / 60:.1f} min ({summary['steps'] * t.batch_size / max(summary['elapsed_s'], 1e-9):.0f} images/s on average, "
         f"progress grids and checkpoints included), stopped by {summary['stopped_by']}; last logged loss {last.get('loss', float('nan')):.4f}",
         f"- sampling: {s.num} samples with {s.sampler}, {s.steps} steps, EMA weights"
-        + (f", classifier-free guidance w = {s.guidance:g}, one class per column" if m.num_classes and s.guidance else "")
-        + (", one class per column" if m.num_classes and not s.guidance else "")
+        + (f", classifier-free guidance w = {s.guidance:g}" if m.num_classes and s.guidance else "")
+        + (", one class per column" if m.num_classes else "")
         + f", in {summary.get('sampling_s', float('nan')):.1f} s",
         f"- report: report.html" + (f", written in {summary['report_s']:.1f} s" if "report_s" in summary else ""),
         f"- total wall time: {summary.get('total_s', summary['elapsed_s']) / 60:.1f} min"
