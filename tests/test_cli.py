@@ -72,6 +72,9 @@ def test_same_seed_same_samples(run_dir, tmp_path):
         (["sample", "{run}", "--num", "1", "--steps", "1", "--out", "{tmp}/junk.safetensors/x.npz"], "File exists: {tmp}/junk.safetensors"),
         (["train", "--out", "{tmp}/r", "--set", "train.progress_samples=0"], "train.progress_samples must be a positive integer"),
         (["demo", "--out", "{tmp}/d", "--finish-within", "0"], "--finish-within must be positive minutes, not 0"),
+        (["demo", "--out", "{tmp}/d", "--finish-within", "inf"], "--finish-within must be positive minutes, not inf"),
+        (["demo", "--out", "{tmp}/d", "--finish-within", "nan"], "--finish-within must be positive minutes, not nan"),
+        (["demo", "--out", "{tmp}/d", "--started-at", "nan"], "--started-at must be a Unix time in seconds, not nan"),
     ],
 )
 def test_errors_are_one_sentence_and_exit_2(argv, message, tmp_path, run_dir, capsys):

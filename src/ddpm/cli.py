@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -265,8 +266,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .models import pick_device
 
-    if args.finish_within is not None and args.finish_within <= 0:
+    if args.finish_within is not None and not (0 < args.finish_within < math.inf):  # NaN fails too
         raise DdpmError(f"--finish-within must be positive minutes, not {args.finish_within:g}")
+    if args.started_at is not None and not math.isfinite(args.started_at):
+        raise DdpmError(f"--started-at must be a Unix time in seconds, not {args.started_at:g}")
     started = time.time() if args.started_at is None else args.started_at
     summary = run_demo(args.out, pick_device(args.device), started=started, finish_within=args.finish_within,
                        max_minutes=args.max_minutes, log=lambda m: print(m, file=sys.stderr))
