@@ -25,7 +25,8 @@ from .train.trainer import progress_grid_size
 # images, a batch of 200, against training at batch 32); 3.0 leaves a margin.
 FORWARDS_PER_TRAINED_IMAGE = 3.0
 # Seconds after training that do not scale with the network: the last checkpoint, the report's plots, GIFs
-# and PNGs, reading test images for the forward strip. Measured 9 s on the build machine.
+# and PNGs, reading test images for the forward strip. About 8 s on the build machine (a 13 s report less its
+# ~5 s of network evaluations); 15 leaves a margin.
 FIXED_SECONDS_AFTER_TRAINING = 15.0
 # Steps before the measured throughput is trusted (the first steps pay for warm-up and allocation).
 STEPS_BEFORE_ESTIMATE = 30
