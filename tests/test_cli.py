@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from ddpm.cli import main
+from ddpm.evaluate import EvalSettings, evaluate
 
 TINY = ["--set", "model.base_channels=16", "--set", "model.channel_mults=[1, 2]", "--set", "model.num_res_blocks=1",
         "--set", "model.attention_resolutions=[14]", "--set", "model.head_channels=16",
@@ -16,8 +17,10 @@ TINY = ["--set", "model.base_channels=16", "--set", "model.channel_mults=[1, 2]"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
+    # the run's own [sample] settings differ from every flag default, so a command that ignored them would show
     assert main(["train", "--data", "mnist", "--limit", "64", "--steps", "3", "--batch-size", "16", "--out", str(out),
-                 "--set", "data.conditional=true", *TINY]) == 0
+                 "--set", "data.conditional=true", "--set", "sample.sampler=ddim", "--set", "sample.steps=4",
+                 "--set", "sample.eta=0.5", "--set", "sample.guidance=1.5", *TINY]) == 0
     return out
 
 
@@ -54,7 +57,7 @@ def test_same_seed_same_samples(run_dir, tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--data", "imagenet", "--out", "{tmp}/r"], "unknown dataset 'imagenet'; expected one of mnist, mnist-idx, fashion-mnist, cifar10, folder"),
+        (["train", "--data", "imagenet", "--out", "{tmp}/r"], "argument --data: invalid choice: 'imagenet' (choose from 'mnist', 'mnist-idx', 'fashion-mnist', 'cifar10', 'folder')"),
         (["train", "--data", "mnist-idx", "--data-dir", "{tmp}/nowhere", "--out", "{tmp}/r"], "data directory {tmp}/nowhere does not exist"),
         (["train", "--out", "{tmp}/r", "--set", "train.stpes=3"], "unknown key 'stpes' in [train]"),
         (["train", "--out", "{tmp}/r", "--set", "train.steps=-3"], "train.steps must be a positive integer"),
@@ -63,10 +66,14 @@ def test_same_seed_same_samples(run_dir, tmp_path):
         (["train", "--out", "{tmp}/r", "--config", "{tmp}/missing.toml"], "config file {tmp}/missing.toml does not exist"),
         (["sample", "{tmp}/junk.safetensors", "--out", "{tmp}/x.npz"], "is not a ddpm checkpoint"),
         (["sample", "{tmp}", "--out", "{tmp}/x.npz"], "holds no checkpoint"),
-        (["sample", "{run}", "--sampler", "euler", "--out", "{tmp}/x.npz"], "unknown sampler 'euler'; expected one of ddpm, ddim, dpm-solver++"),
-        (["sample", "{run}", "--steps", "5000", "--out", "{tmp}/x.npz"], "steps must be an integer in 1..50"),
-        (["sample", "{run}", "--label", "12", "--out", "{tmp}/x.npz"], "--label must be in 0..9 for this model"),
-        (["sample", "{run}", "--guidance", "-1", "--out", "{tmp}/x.npz"], "--guidance must be zero or more, got -1.0"),
+        (["sample", "{run}", "--sampler", "euler", "--out", "{tmp}/x.npz"], "argument --sampler: invalid choice: 'euler' (choose from 'ddpm', 'ddim', 'dpm-solver++')"),
+        (["sample", "{run}", "--steps", "5000", "--out", "{tmp}/x.npz"], "sample.steps must be in 1..50"),
+        (["sample", "{run}", "--steps", "0", "--out", "{tmp}/x.npz"], "argument --steps: must be a positive integer, got 0"),
+        (["sample", "{run}", "--label", "12", "--out", "{tmp}/x.npz"], "the label must be in 0..9 for this model, got 12"),
+        (["sample", "{run}", "--guidance", "-1", "--out", "{tmp}/x.npz"], "sample.guidance must be zero (no guidance) or more"),
+        (["sample", "{run}", "--sampler", "ddpm", "--eta", "0.5", "--out", "{tmp}/x.npz"], "sample.eta must be 0 for the ddpm sampler"),
+        (["eval", "{run}", "--domain", "--steps", "2,x", "--num", "4"], "--steps must be positive integers or 'all'"),
+        (["eval", "{run}", "--domain", "--sampler", "dpm-solver++", "--eta", "1", "--num", "4"], "sample.eta must be 0 for the dpm-solver++ sampler"),
         (["train", "--out", "{tmp}/r", "--set", "sample.guidance=2"], "sample.guidance must be 0 for an unconditional model"),
         (["train", "--out", "{tmp}/r", "--set", "train.label_dropout=1.5"], "train.label_dropout must be in [0, 1)"),
         (["sample", "{run}", "--num", "1", "--steps", "1", "--out", "{tmp}/junk.safetensors/x.npz"], "File exists: {tmp}/junk.safetensors"),
@@ -78,6 +85,7 @@ def test_same_seed_same_samples(run_dir, tmp_path):
     ],
 )
 def test_errors_are_one_sentence_and_exit_2(argv, message, tmp_path, run_dir, capsys):
+    """Also argparse's own refusals (choices, types): one line naming the flag, exit 2."""
     (tmp_path / "junk.safetensors").write_bytes(b"definitely not safetensors")
     argv = [a.replace("{tmp}", str(tmp_path)).replace("{run}", str(run_dir)) for a in argv]
     message = message.replace("{tmp}", str(tmp_path))
@@ -85,6 +93,18 @@ def test_errors_are_one_sentence_and_exit_2(argv, message, tmp_path, run_dir, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert err and message in err[-1] and err[-1].startswith(f"ddpm {argv[0]}: error: ")
     assert "Traceback" not in "\n".join(err)
+
+
+def test_sample_and_eval_use_the_runs_sample_settings_then_the_flags_given(run_dir, tmp_path, capsys):
+    assert main(["sample", str(run_dir), "--num", "2", "--out", str(tmp_path / "a.npz")]) == 0
+    assert "(ddim, 4 steps, eta 0.5, guidance w = 1.5," in capsys.readouterr().err  # not the flag defaults of old
+    assert main(["sample", str(run_dir), "--num", "2", "--sampler", "ddpm", "--guidance", "0", "--out", str(tmp_path / "b.npz")]) == 0
+    assert "(ddpm, 4 steps, checkpoint step" in capsys.readouterr().err  # another sampler: eta goes, steps stay
+    assert main(["eval", str(run_dir), "--domain", "--num", "4", "--no-log"]) == 0
+    out = capsys.readouterr().out
+    assert "ddim" in out and "1.5" in out  # the run's sampler and guidance, not DDIM unguided by default
+    rows = evaluate(run_dir, EvalSettings(num=4, fid=False, domain=True, steps=[2, None]), log=False)
+    assert [(r["sampler"], r["steps"], r["eta"], r["guidance"]) for r in rows] == [("ddim", 2, 0.5, 1.5), ("ddim", 50, 0.5, 1.5)]
 
 
 def test_console_script_help_and_no_traceback(tmp_path):

@@ -19,7 +19,7 @@ def test_defaults_round_trip_through_dict():
 ])
 def test_presets_load_and_build(preset, size, channels, params):
     c = RunConfig.from_toml(preset)
-    c = c.with_overrides([f"data.image_size={size}", f"data.channels={channels}"])
+    c = c.resolved(size, channels, 10)
     n = sum(p.numel() for p in build_model(c).parameters())
     assert params[0] < n < params[1]
 
@@ -63,3 +63,41 @@ def test_bad_toml(tmp_path):
     path.write_text("[training]\nsteps = 3")
     with pytest.raises(DdpmError, match="unknown section\\(s\\) training"):
         RunConfig.from_toml(path)
+
+
+def test_one_config_per_network_and_no_derived_keys():
+    from ddpm.nets import MLPConfig, UNetConfig
+
+    c = RunConfig()
+    assert isinstance(c.model, UNetConfig) and c.model.attention_resolutions == UNetConfig().attention_resolutions
+    mlp = c.with_overrides(["model.architecture=mlp", "model.hidden=64"])
+    assert isinstance(mlp.model, MLPConfig) and mlp.model.hidden == 64
+    assert RunConfig.from_dict(mlp.to_dict()) == mlp and "base_channels" not in mlp.to_dict()["model"]
+    with pytest.raises(DdpmError, match="unknown key 'hidden' in \\[model\\]"):
+        c.with_overrides(["model.hidden=64"])  # a U-Net has no hidden width
+    with pytest.raises(DdpmError, match="image_size come\\(s\\) from the data; set data.image_size"):
+        RunConfig.from_dict({"model": {"image_size": 32}})
+    with pytest.raises(DdpmError, match="head_channels and norm_groups must be positive"):
+        c.with_overrides(["model.head_channels=0"])
+
+
+def test_format_2_checkpoint_configs_migrate():
+    from ddpm.config import migrate
+
+    old = RunConfig().to_dict()
+    old["model"].update(hidden=1024, depth=4)  # format 2 carried both networks' keys in [model]
+    assert RunConfig.from_dict(migrate(old, 2)) == RunConfig()
+    with pytest.raises(DdpmError, match="unknown key"):
+        RunConfig.from_dict(old)
+
+
+def test_sample_settings_rule():
+    c = RunConfig().with_overrides(["sample.sampler=ddim", "sample.eta=0.5", "sample.steps=30"])
+    assert c.sample_settings() == c.sample
+    s = c.sample_settings(sampler="ddpm")
+    assert (s.sampler, s.steps, s.eta) == ("ddpm", 30, 0.0)  # eta is DDIM's: it goes with another sampler
+    assert c.sample_settings(steps=7, clip_x0=False).steps == 7
+    assert s.generate_options() == {"sampler": "ddpm", "steps": 30, "clip_x0": True, "guidance": 0.0}
+    assert c.sample.generate_options()["eta"] == 0.5
+    with pytest.raises(DdpmError, match="sample.eta must be 0 for the dpm-solver\\+\\+ sampler"):
+        c.sample_settings(sampler="dpm-solver++", eta=0.3)

@@ -128,30 +128,37 @@ def test_image_folder_with_classes_and_mixed_sizes(tmp_path, capsys):
     # the nested images make the layout not "one level of class folders"; remove them for the labelled case
     for cls in ("cats", "dogs"):
         (tmp_path / cls / "deeper" / "x.jpg").unlink()
+    # five images: one held out as the test split (test_fraction 0.1, at least one), four to train on
     d = load_dataset("folder", root=tmp_path, image_size=16, channels=3)
-    assert d.images.shape == (5, 3, 16, 16) and d.class_names == ["cats", "dogs"]
-    assert d.labels.tolist() == [0, 0, 0, 1, 1]
+    test = load_dataset("folder", root=tmp_path, image_size=16, channels=3, split="test")
+    assert d.images.shape == (4, 3, 16, 16) and test.images.shape == (1, 3, 16, 16)
+    assert d.class_names == test.class_names == ["cats", "dogs"]
+    assert sorted(d.labels.tolist() + test.labels.tolist()) == [0, 0, 0, 1, 1]
     err = capsys.readouterr().err
-    assert err.count("resized and centre-cropped to 16×16") == 1
+    assert err.count("resized and centre-cropped to 16×16") == 2
     gray = load_dataset("folder", root=tmp_path, image_size=8, channels=1)
-    assert gray.images.shape == (5, 1, 8, 8)
+    assert gray.images.shape == (4, 1, 8, 8)
 
 
 def test_image_folder_unlabelled_recursive(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "top.png")
     Image.new("L", (8, 8), 128).save(tmp_path / "a" / "b" / "deep.webp")
-    d = load_dataset("folder", root=tmp_path, image_size=8, channels=3)
-    assert len(d) == 2 and d.labels is None
-    red = d.images[1] if d.images[1, 0, 0, 0] == 255 else d.images[0]
+    both = [load_dataset("folder", root=tmp_path, image_size=8, channels=3, split=s) for s in ("train", "test")]
+    assert [len(d) for d in both] == [1, 1] and both[0].labels is None
+    images = torch.cat([d.images for d in both])
+    red = images[1] if images[1, 0, 0, 0] == 255 else images[0]
     assert red[:, 0, 0].tolist() == [255, 0, 0]
 
 
 def test_corrupt_image_names_the_file(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage")
+    from ddpm.data.folder import split_files
+
+    split = "train" if tmp_path / "broken.png" in split_files(tmp_path, "train", 0.1)[0] else "test"
     with pytest.raises(DdpmError, match=f"cannot read image {tmp_path / 'broken.png'}"):
-        load_dataset("folder", root=tmp_path, image_size=8)
+        load_dataset("folder", root=tmp_path, image_size=8, split=split)
 
 
 def test_real_mnist_bundle():
@@ -178,3 +185,54 @@ def test_resize_and_channels():
     d = load_dataset("mnist", split="test", limit=10, image_size=32, channels=3)
     assert d.images.shape == (10, 3, 32, 32)
     assert torch.equal(d.images[:, 0], d.images[:, 2])
+
+
+def _folder(root, names):
+    root.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (8, 8), i).save(root / name)
+
+
+def test_folder_test_split_is_held_out_fixed_and_never_trained_on(tmp_path):
+    _folder(tmp_path, [f"{c}/{i}.png" for c in ("a", "b") for i in range(20)])
+    train = load_dataset("folder", root=tmp_path, image_size=8, channels=1)
+    test = load_dataset("folder", root=tmp_path, image_size=8, channels=1, split="test")
+    again = load_dataset("folder", root=tmp_path, image_size=8, channels=1, split="test", seed=7)  # the run's seed plays no part
+    assert len(train) == 36 and len(test) == 4 and torch.equal(test.images, again.images)
+    pixels = lambda d: {int(v) for v in d.images[:, 0, 0, 0]}  # noqa: E731 — each image has its own gray level
+    assert not pixels(train) & pixels(test) and len(pixels(train) | pixels(test)) == 40
+    assert len(load_dataset("folder", root=tmp_path, image_size=8, channels=1, split="test", test_fraction=0.25)) == 10
+
+
+def test_folder_with_a_test_subfolder_uses_it(tmp_path):
+    _folder(tmp_path, ["train/a/0.png", "train/a/1.png", "train/b/2.png", "test/a/3.png", "test/b/4.png", "test/b/5.png"])
+    train = load_dataset("folder", root=tmp_path, image_size=8, channels=1)
+    test = load_dataset("folder", root=tmp_path, image_size=8, channels=1, split="test")
+    assert len(train) == 3 and len(test) == 3 and train.class_names == test.class_names == ["a", "b"]
+    assert test.labels.tolist() == [0, 1, 1]
+    _folder(tmp_path, ["test/c/6.png"])
+    with pytest.raises(DdpmError, match="class folder\\(s\\) c are not among the training classes a, b"):
+        load_dataset("folder", root=tmp_path, image_size=8, channels=1, split="test")
+
+
+def test_folder_reference_statistics_are_its_held_out_images_at_the_runs_size(tmp_path, monkeypatch):
+    from ddpm.metrics.fid import dataset_stats
+
+    monkeypatch.setenv("DDPM_CACHE", str(tmp_path / "cache"))
+    _folder(tmp_path / "pics", [f"{i}.png" for i in range(20)])
+
+    class PixelMeans:  # the plumbing under test, not Inception: which images arrive, at which size
+        feature = "pixel-means"
+        seen: list = []
+
+        def __call__(self, images, progress=None):
+            self.seen.append(tuple(images.shape))
+            return images.float().mean((2, 3)).repeat(1, 2).numpy() + np.arange(2)
+
+    stats = dataset_stats("folder:test", PixelMeans(), data_dir=str(tmp_path / "pics"), image_size=16, channels=1,
+                          test_fraction=0.25)
+    assert PixelMeans.seen == [(5, 1, 16, 16)] and stats.num == 5
+    assert stats.source == "folder:test (5 images, 16×16, 0.25 of the folder held out)"
+    test = load_dataset("folder", root=tmp_path / "pics", image_size=16, channels=1, split="test", test_fraction=0.25)
+    assert np.allclose(stats.mu, test.images.float().mean((2, 3)).repeat(1, 2).numpy().mean(0) + np.arange(2))

@@ -15,7 +15,7 @@ from ddpm.demo import FIXED_SECONDS_AFTER_TRAINING, FORWARDS_PER_TRAINED_IMAGE, 
     evaluations_after_training
 from ddpm.nets.unet import UNet
 from ddpm.train import Trainer
-from ddpm.train.checkpoint import list_checkpoints
+from ddpm.checkpoint import list_checkpoints
 from helpers import sklearn_digits, tiny_config
 
 

@@ -1,7 +1,10 @@
 """Classifier-free guidance: label dropout in training, the guided mix at sampling, and its errors."""
+import re
+
 import pytest
 import torch
 
+from ddpm.errors import DdpmError
 from ddpm.generate import generate
 from ddpm.guidance import ClassifierFreeGuidance, drop_labels
 from ddpm.nets import UNet, UNetConfig
@@ -70,3 +73,11 @@ def test_trainer_drops_labels_at_the_configured_rate(tmp_path, p):
     share, n = (y == 10).double().mean().item(), len(y)  # 20 steps × 32 labels
     assert abs(share - p) <= Z * (p * (1 - p) / n) ** 0.5
     assert ((y >= 0) & (y <= 10)).all()
+
+
+def test_generate_refuses_eta_for_a_sampler_that_takes_none():
+    net = UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1,), attention_resolutions=(), norm_groups=4))
+    for sampler in ("ddpm", "dpm-solver++"):  # dropped silently before
+        with pytest.raises(DdpmError, match=f"the '{re.escape(sampler)}' sampler takes no eta"):
+            generate(net, NoiseSchedule.from_name("linear", 10), num=2, shape=(1, 8, 8), sampler=sampler, steps=3, eta=0.0)
+    generate(net, NoiseSchedule.from_name("linear", 10), num=2, shape=(1, 8, 8), sampler="ddim", steps=3, eta=0.5)

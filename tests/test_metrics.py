@@ -11,7 +11,7 @@ from ddpm.errors import DdpmError
 from ddpm.losses import discretized_gaussian_log_likelihood, normal_kl
 from ddpm.metrics.frechet import FeatureStats, frechet_distance
 from ddpm.metrics.inception_score import inception_score
-from ddpm.metrics.nll import model_log_variance, vlb_terms
+from ddpm.metrics.nll import vlb_terms
 from ddpm.schedules import NoiseSchedule
 
 
@@ -163,7 +163,7 @@ def test_vlb_kl_terms_with_beta_variance_are_the_variance_mismatch_closed_form()
     model, schedule = oracle(x0)
     out = vlb_terms(model, schedule, x0, variance="beta", generator=torch.Generator().manual_seed(0))
     # KL(N(m, β̃_t) ‖ N(m, β_t)) = ½(log β_t − log β̃_t + β̃_t/β_t − 1), per dimension, in bits
-    bt, b = schedule.posterior_variance[1:], model_log_variance(schedule, "beta")[1:].exp()
+    bt, b = schedule.posterior_variance[1:], schedule.fixed_log_variance("beta")[1:].exp()
     expected = 0.5 * (b.log() - bt.log() + bt / b - 1) / math.log(2)
     assert torch.allclose(out["terms"][:, 1:], expected.expand(2, -1), rtol=1e-4, atol=1e-9)
 
@@ -178,3 +178,39 @@ def test_nll_of_a_tiny_untrained_unet_is_finite_and_positive():
     out = vlb_terms(net.eval(), NoiseSchedule.from_name("linear", 20), x0)
     assert torch.isfinite(out["total"]).all() and (out["total"] > 0).all()
     assert (out["terms"] >= -1e-9).all()  # each KL and the decoder NLL are non-negative
+
+
+def test_stats_file_is_written_through_a_closed_synced_handle(tmp_path):
+    import gc
+    import warnings
+
+    stats = FeatureStats.from_features(np.random.default_rng(0).normal(size=(5, 3)), "f", "x")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stats.save(tmp_path / "s.npz")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]  # np.savez(open(...)) left one behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npz"]  # no temporary file left
+    assert np.array_equal(FeatureStats.load(tmp_path / "s.npz").sigma, stats.sigma)
+
+
+def test_inception_weights_are_checked_once_per_process(monkeypatch):
+    from ddpm.metrics import inception
+
+    inception.inception_weights_path.cache_clear()
+    monkeypatch.setattr(inception, "WEIGHTS_SHA1", "0" * 40)
+    try:
+        with pytest.raises(DdpmError, match="is not the Inception weights FID needs"):
+            inception.inception_weights_path()
+    finally:
+        inception.inception_weights_path.cache_clear()
+    monkeypatch.undo()
+    first = inception.inception_weights_path()
+    assert inception.inception_weights_path() is first and inception.inception_weights_path.cache_info().hits >= 1
+
+
+def test_fixed_variances_share_beta_tilde_1_at_t0():
+    s = NoiseSchedule.from_name("linear", 20)
+    small, large = s.fixed_log_variance("beta_tilde"), s.fixed_log_variance("beta")
+    assert small[0] == large[0] == torch.log(s.posterior_variance[1])
+    assert torch.allclose(small[1:], s.posterior_variance[1:].log()) and torch.allclose(large[1:], s.betas[1:].log())

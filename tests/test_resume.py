@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from ddpm.cli import main
-from ddpm.errors import DdpmError
+from ddpm.errors import TrainingDiverged
 from ddpm.train import Trainer
-from ddpm.train.checkpoint import list_checkpoints, load_state, state_path
+from ddpm.checkpoint import list_checkpoints, load_state, state_path
 from helpers import sklearn_digits, tiny_config
 from test_data import make_idx_dir
 
@@ -111,7 +111,7 @@ def test_persistent_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_pat
     config = tiny_config(train={"steps": 50, "checkpoint_every": 4, "max_bad_steps": 3})
     trainer = Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True)
     inject(trainer, bad_calls=range(7, 100))
-    with pytest.raises(DdpmError, match="not finite 3 steps in a row at step 6; training stopped"):
+    with pytest.raises(TrainingDiverged, match="not finite 3 steps in a row at step 6; training stopped"):
         trainer.run()
     (step, path), = list_checkpoints(tmp_path / "run")[-1:]
     assert step == 4
@@ -162,7 +162,7 @@ def test_existing_run_is_kept_without_force(two_checkpoints, capsys):
     run, paths = two_checkpoints
     before = {p: p.read_bytes() for p in paths}
     assert main(["train", "--out", str(run), "--steps", "2", "--quiet"]) == 2
-    assert "already holds a run; use --resume to continue it or --force to overwrite it" in capsys.readouterr().err
+    assert "already holds a run; use --resume to continue it or --force to replace it" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in paths} == before
 
 

@@ -182,11 +182,45 @@ def test_clip_x0(sampler):
     assert unclipped.abs().max() > 1.0
 
 
-def test_sampling_moves_nothing_per_step_and_keeps_dtype():
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++"])
+def test_sampling_moves_the_schedule_once_and_keeps_dtype_at_every_step(sampler, monkeypatch):
     s = NoiseSchedule.from_name("linear", 30)
+    moves, seen = [], []
+    to = NoiseSchedule.to
+    monkeypatch.setattr(NoiseSchedule, "to", lambda self, device: moves.append(device) or to(self, device))
     xT = torch.randn(2, 3, 8, 8, dtype=torch.bfloat16)
-    out = sample(lambda x, t: 0.1 * x, s, xT, sampler="ddim", steps=10)
-    assert out.dtype == torch.bfloat16 and out.shape == xT.shape
+    out = sample(lambda x, t: seen.append(x.dtype) or 0.1 * x, s, xT, sampler=sampler, steps=10, generator=torch.Generator())
+    assert len(moves) == 1  # once per sampling run, not once per step
+    assert seen == [torch.bfloat16] * 10 and out.dtype == torch.bfloat16 and out.shape == xT.shape
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++"])
+def test_explicit_timesteps_equal_the_same_steps_by_spacing(sampler):
+    s = NoiseSchedule.from_name("cosine", 50)
+    model = lambda x, t: 0.3 * x + 0.01 * t.view(-1, 1, 1, 1)  # noqa: E731
+    xT = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    by_steps = sample(model, s, xT, sampler=sampler, steps=7, spacing="quadratic", generator=torch.Generator().manual_seed(1))
+    visited = spaced_timesteps(50, 7, "quadratic")
+    given = sample(model, s, xT, sampler=sampler, timesteps=visited, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(by_steps, given)
+    seen = []
+    sample(lambda x, t: seen.append(int(t[0])) or model(x, t), s, xT, sampler=sampler, timesteps=[0, 10, 49])
+    assert seen == [49, 10, 0]
+
+
+def test_naive_skipping_is_ddpm_on_the_original_coefficients_at_the_visited_steps():
+    s = NoiseSchedule.from_name("linear", 40)
+    xT = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    zero = lambda x, t: torch.zeros_like(x)  # noqa: E731 — an x₀-model that says 0: each step is x ← coef2_t·x (+ noise)
+    out = sample(zero, s, xT, sampler="ddpm", prediction="x0", skip="naive", timesteps=[5, 20],
+                 generator=torch.Generator().manual_seed(1))
+    z = torch.randn(xT.shape, generator=torch.Generator().manual_seed(1))
+    c2, var = s.posterior_mean_coef2, s.posterior_variance
+    expected = c2[5] * (c2[20] * xT + var[20].sqrt() * z)  # the ORIGINAL t = 20 and t = 5 coefficients, nothing respaced
+    assert torch.allclose(out, expected.float(), atol=1e-6)
+    respaced = sample(zero, s, xT, sampler="ddpm", prediction="x0", skip="respace", timesteps=[5, 20],
+                      generator=torch.Generator().manual_seed(1))
+    assert not torch.allclose(respaced, out, atol=1e-3)
 
 
 def _model(x, t):
@@ -202,6 +236,9 @@ def _model(x, t):
         (dict(sampler="ddim", eta=1.5), r"eta must be a number in \[0, 1\], got 1.5"),
         (dict(sampler="ddim", eta=-0.1), r"eta must be a number in \[0, 1\]"),
         (dict(sampler="ddpm", eta=0.0), "sampler 'ddpm' takes no option 'eta'"),
+        (dict(sampler="ddim", timesteps=[3, 2]), "timesteps must be a non-empty, strictly increasing list of integers in 0..9"),
+        (dict(sampler="ddim", timesteps=[0, 10]), "strictly increasing list of integers in 0..9"),
+        (dict(sampler="ddim", timesteps=[0, 5], steps=3), "steps = 3 disagrees with the 2 timesteps given"),
         (dict(sampler="ddpm", variance="learned"), "unknown variance 'learned'; expected one of beta, beta_tilde"),
         (dict(sampler="ddpm", skip="random"), "unknown skip 'random'; expected one of respace, naive"),
         (dict(sampler="dpm-solver++", order=3), "order must be 1 or 2, got 3"),

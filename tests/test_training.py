@@ -4,6 +4,7 @@ import json
 import pytest
 import torch
 
+from ddpm.errors import DdpmError
 from ddpm.generate import generate
 from ddpm.models import build_schedule, load_model
 from ddpm.train import Trainer
@@ -59,7 +60,7 @@ def test_progress_grids_from_a_fixed_latent(tmp_path):
     (10, 3, 100, 10),   # at least one row
 ])
 def test_progress_grid_size(classes, progress_samples, num, size):
-    config = tiny_config(model={"num_classes": classes}, train={"progress_samples": progress_samples}, sample={"num": num})
+    config = tiny_config(model={"num_classes": classes or None}, train={"progress_samples": progress_samples}, sample={"num": num})
     assert progress_grid_size(config) == size
 
 
@@ -75,15 +76,51 @@ def test_conditional_training_and_time_budget(tmp_path):
 def test_existing_run_is_not_overwritten(tmp_path):
     config = tiny_config(train={"steps": 2})
     Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True).run()
-    with pytest.raises(ValueError, match="already holds a run; use --resume to continue it or --force to overwrite it"):
+    with pytest.raises(ValueError, match="already holds a run; use --resume to continue it or --force to replace it"):
         Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True)
     Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True, force=True)
 
 
-def test_resume_continues_the_step_count(tmp_path):
+def test_resume_applies_the_one_rule_of_what_may_change(tmp_path):
     config = tiny_config(train={"steps": 4})
     Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True).run()
+    # how long to train may change: the requested config is not ignored (it was before)
     longer = tiny_config(train={"steps": 8})
     trainer = Trainer(longer, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True, resume=True)
-    assert trainer.step == 4
-    assert trainer.run()["steps"] == 4  # the saved config (steps = 4) wins on resume
+    assert trainer.step == 4 and trainer.config.train.steps == 8
+    assert trainer.run()["steps"] == 8
+    # anything else is refused, naming the keys, instead of being silently dropped
+    other = tiny_config(train={"steps": 8, "lr": 1e-4}, diffusion={"schedule": "cosine"})
+    with pytest.raises(DdpmError, match="keeps its saved config except train.steps and train.max_minutes; this one changes "
+                                        "diffusion.schedule, train.lr"):
+        Trainer(other, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True, resume=True)
+    # no config: the saved one as it is
+    assert Trainer(None, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True, resume=True).config.train.steps == 8
+
+
+def test_fp16_overflow_skips_the_step_without_counting_it(tmp_path):
+    config = tiny_config(train={"steps": 3, "precision": "fp16", "log_every": 1})
+    trainer = Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True)
+    calls = []
+
+    def overflow_once(grad):  # an inf gradient on the first backward pass only, as an fp16 overflow gives
+        calls.append(1)
+        return torch.full_like(grad, float("inf")) if len(calls) == 1 else grad
+
+    first = next(trainer.model.parameters())
+    first.register_hook(overflow_once)
+    summary = trainer.run()
+    # four optimiser attempts: the skipped one advanced neither the step counter nor the EMA, and is counted
+    assert len(calls) == 4 and summary["steps"] == 3 and summary["skipped_steps"] == 1
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and log[-1]["skipped_steps"] == 1
+    assert trainer.scaler.get_scale() < 2.0**16  # the scaler lowered its scale once
+
+
+def test_a_time_budget_is_the_progress_bar_total_and_a_log_gets_plain_lines(tmp_path, capsys):
+    config = tiny_config(train={"steps": 100_000, "max_minutes": 0.01})
+    trainer = Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64))
+    trainer.run()
+    assert trainer.bar.unit == "s" and trainer.bar.total == round(0.6)  # seconds of budget, not 100 000 steps
+    err = capsys.readouterr().err
+    assert "\r" not in err and "training (time budget)" in err  # stderr is not a terminal here: plain lines

@@ -8,22 +8,70 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
 from . import __version__
-from .config import RunConfig
-from .errors import DdpmError
-from .generate import write_samples
-from .sampling import SAMPLERS
+from .config import SAMPLER_NAMES, RunConfig
+from .data import DATASETS
+from .errors import DdpmError, TrainingDiverged
+from .metrics.domain import DOMAIN_OF
+from .schedules import VARIANCES
 
 EPILOG = "Run 'ddpm COMMAND --help' for the options of one command."
+class FMT(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none to show or the help already says it."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+
+
+def _shared(*flags: str) -> argparse.ArgumentParser:
+    """A parent parser with the options several commands share, each declared here once."""
+    p = argparse.ArgumentParser(add_help=False)
+    if "device" in flags:
+        p.add_argument("--device", default="auto", help=DEVICES)
+    if "seed" in flags:
+        p.add_argument("--seed", type=int, default=0, help="noise seed")
+    if "batch-size" in flags:
+        p.add_argument("--batch-size", type=_positive_int, default=256, help="samples per batch")
+    if "no-ema" in flags:
+        p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their EMA")
+    return p
+
+
+def _sampling_flags(p: argparse.ArgumentParser, steps_type, steps_help: str) -> None:
+    """--sampler, --steps, --eta, --guidance, --no-clip: each left unset keeps the run's own [sample] setting."""
+    g = p.add_argument_group("sampling (each flag not given keeps the run's own [sample] setting)")
+    g.add_argument("--sampler", choices=SAMPLER_NAMES, help="sampler (default: the run's sample.sampler)")
+    g.add_argument("--steps", type=steps_type, help=f"{steps_help} (default: the run's sample.steps)")
+    g.add_argument("--eta", type=float, help="DDIM stochasticity in [0, 1] (ddim only; default: the run's sample.eta)")
+    g.add_argument("--guidance", type=float, help="classifier-free guidance weight w ≥ 0 for a conditional model: "
+                   "(1 + w)·ε(x, label) − w·ε(x, no label); 0 is plain conditional sampling (default: the run's sample.guidance)")
+    g.add_argument("--no-clip", dest="clip_x0", action="store_const", const=False,
+                   help="do not clamp the predicted x0 to [-1, 1] at each step (default: the run's sample.clip_x0)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a diffusion model", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Train a denoiser. Settings come from the defaults, then --config, then the flags, then --set.")
+    p = sub.add_parser("train", help="train a diffusion model", formatter_class=FMT, parents=[_shared("device")],
+                       description="Train a denoiser. Settings come from the defaults, then --config, then the flags, then --set. "
+                                   "A folder dataset holds out data.test_fraction of its images (or its test/ subfolder) as "
+                                   "the test split, never trained on.")
     p.add_argument("--config", type=Path, help="a TOML config (see configs/); its keys are those of --set")
-    p.add_argument("--data", help="dataset: mnist, mnist-idx, fashion-mnist, cifar10 or folder (default: the config's, mnist)")
+    p.add_argument("--data", choices=DATASETS, help="dataset (default: the config's, mnist)")
     p.add_argument("--data-dir", help="directory of the dataset files (IDX files, cifar-10-batches-py, image folder)")
     p.add_argument("--out", type=Path, help="run directory for checkpoints, logs and pictures (required unless --resume names the run)")
     p.add_argument("--steps", type=int, help="number of optimiser steps (train.steps)")
@@ -33,36 +81,34 @@ def _train_parser(sub) -> None:
     p.add_argument("--seed", type=int, help="seed of weights, data order and noise (train.seed)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config key, e.g. --set model.base_channels=32 (repeatable)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_OR_CKPT",
                    help="continue a run exactly where its latest checkpoint (or the named checkpoint file) left it, with its saved "
-                        "config; without a value, the run in --out")
-    p.add_argument("--force", action="store_true", help="overwrite a run already in --out")
+                        "config (only --steps and --max-minutes may change); without a value, the run in --out")
+    p.add_argument("--force", action="store_true", help="replace a run already in --out: its files are set aside (RUN/.replaced-*/) "
+                   "when the new run starts training and deleted once the new run's first checkpoint is complete")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _sample_parser(sub) -> None:
-    p = sub.add_parser("sample", help="generate images from a checkpoint", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Generate images. OUT ending in .npz gets arr_0 (uint8 NHWC) and arr_1 (labels, when "
-                                   "conditional); ending in .png gets one grid; anything else is a directory of PNGs.")
+    p = sub.add_parser("sample", help="generate images from a checkpoint", formatter_class=FMT,
+                       parents=[_shared("device", "seed", "batch-size", "no-ema")],
+                       description="Generate images with the run's [sample] settings, replaced by the sampling flags given. "
+                                   "OUT ending in .npz gets arr_0 (uint8 NHWC) and arr_1 (labels, when conditional); "
+                                   "ending in .png gets one grid; anything else is a directory of PNGs.")
     p.add_argument("checkpoint", help="a run directory or a .safetensors checkpoint")
-    p.add_argument("--num", type=int, default=64, help="number of samples")
-    p.add_argument("--sampler", default="dpm-solver++", help=f"one of {', '.join(SAMPLERS)}")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: 20 for dpm-solver++, 50 for ddim, all for ddpm)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity in [0, 1]")
-    p.add_argument("--label", type=int, default=None, help="class label for a conditional model (default: cycle through classes)")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance weight w ≥ 0 for a conditional model: "
-                   "(1 + w)·ε(x, label) − w·ε(x, no label); 0 is plain conditional sampling (default: the run's sample.guidance)")
+    p.add_argument("--num", type=_positive_int, default=64, help="number of samples")
+    p.add_argument("--label", type=int, default=None, help="class label for a conditional model (default: cycle through the classes)")
     p.add_argument("--out", type=Path, required=True, help="FILE.npz, FILE.png or DIR/")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per batch")
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their EMA")
-    p.add_argument("--no-clip", action="store_true", help="do not clamp the predicted x0 to [-1, 1] at each step")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    _sampling_flags(p, _steps, "sampling steps (network evaluations), or 'all' (= T)")
+
+
+def _steps(text: str) -> int | str:
+    """A --steps value: a positive integer, or 'all' (all T steps)."""
+    return "all" if text.strip() == "all" else _positive_int(text)
 
 
 def _demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train the CPU demo on MNIST, sample and summarise", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = sub.add_parser("demo", help="train the CPU demo on MNIST, sample and summarise", formatter_class=FMT, parents=[_shared("device")],
                        description="Train configs/mnist-demo.toml (a few minutes on a laptop CPU), draw 100 samples (ten of each digit, "
                                    "classifier-free guidance w = 2) and write samples.png, samples.npz, summary.md and report.html "
                                    "into the run directory.")
@@ -73,70 +119,63 @@ def _demo_parser(sub) -> None:
                         "training stops early when the work after it would not fit")
     p.add_argument("--started-at", type=float, default=None, metavar="UNIX_TIME",
                    help="when the demo's clock started (make demo passes its own start, so the install counts); default: now")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
 def _eval_parsers(sub) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("eval", help="sample from a run and score it (FID, domain scores, NLL)", formatter_class=fmt,
-                       description="Generate --num samples per entry of --steps, score them against the dataset's test split, "
-                                   "print a table and append each result to the run's metrics.jsonl. Without --fid, --domain or "
-                                   "--nll: FID, plus the domain scores where a shipped classifier knows the dataset.")
+    p = sub.add_parser("eval", help="sample from a run and score it (FID, domain scores, NLL)", formatter_class=FMT,
+                       parents=[_shared("device", "seed", "batch-size", "no-ema")],
+                       description="Generate --num samples per entry of --steps with the run's [sample] settings (replaced by "
+                                   "the sampling flags given), score them against the dataset's test split read at the run's "
+                                   "image size (a folder dataset: its held-out share or test/ subfolder), print a table and "
+                                   "append each result to the run's metrics.jsonl. Without --fid, --domain or --nll: FID, plus "
+                                   "the domain scores where a shipped classifier knows the dataset.")
     p.add_argument("run", help="a run directory or a .safetensors checkpoint")
-    p.add_argument("--num", type=int, default=10000, help="samples per evaluation")
-    p.add_argument("--sampler", default="ddim", help=f"one of {', '.join(SAMPLERS)}")
-    p.add_argument("--steps", default="50", help="sampling steps, or a comma-separated sweep such as 10,20,50,100,1000 ('all' = T)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity in [0, 1]")
-    p.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance weight w (conditional models)")
+    p.add_argument("--num", type=_positive_int, default=10000, help="samples per evaluation")
+    _sampling_flags(p, str, "sampling steps, or a comma-separated sweep such as 10,20,50,100,all ('all' = T)")
     p.add_argument("--fid", action="store_true", help="Inception FID against the reference")
     p.add_argument("--domain", action="store_true", help="domain classifier scores: classifier FID, IS analogue, confident share, class histogram")
     p.add_argument("--nll", action="store_true", help="NLL bound in bits/dim on test images (T network calls per batch)")
-    p.add_argument("--nll-images", type=int, default=256, help="test images for --nll")
-    p.add_argument("--nll-variance", default="beta_tilde", help="fixed reverse variance for --nll: beta_tilde or beta")
+    p.add_argument("--nll-images", type=_positive_int, default=256, help="test images for --nll")
+    p.add_argument("--nll-variance", choices=VARIANCES, default="beta_tilde", help="fixed reverse variance σ² for --nll")
     p.add_argument("--reference", help="reference set: DATASET:SPLIT, an image folder or a statistics .npz (default: the run's dataset, test split)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per batch")
-    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their EMA")
     p.add_argument("--no-log", action="store_true", help="do not append the results to the run's metrics.jsonl")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
-    p = sub.add_parser("fid", help="FID between two image sets", formatter_class=fmt,
+    p = sub.add_parser("fid", help="FID between two image sets", formatter_class=FMT, parents=[_shared("device")],
                        description="Print the FID between A and B, each an image folder, an .npz with arr_0 (uint8 NHWC samples) "
                                    "or mu/sigma (statistics), or DATASET:SPLIT such as mnist:test (cached reference statistics). "
                                    "Inception-v3 (TF 2015-12-05 weights) pool features; images are resized to 299×299 as StyleGAN3 does "
                                    "and grayscale is repeated to RGB.")
     p.add_argument("a")
     p.add_argument("b")
-    p.add_argument("--feature", default="inception", help="inception, or domain for the MNIST/Fashion-MNIST classifier's features (then --dataset)")
-    p.add_argument("--dataset", default="mnist", help="which domain classifier --feature domain uses")
+    p.add_argument("--feature", choices=FEATURES, default="inception", help="inception, or domain for the MNIST/Fashion-MNIST classifier's features (then --dataset)")
+    p.add_argument("--dataset", choices=tuple(DOMAIN_OF), default="mnist", help="which domain classifier --feature domain uses")
     p.add_argument("--data-dir", help="directory of the dataset files for DATASET:SPLIT")
-    p.add_argument("--batch-size", type=int, default=32, help="images per Inception batch")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per Inception batch")
 
-    p = sub.add_parser("fid-stats", help="compute and cache FID reference statistics of a dataset split", formatter_class=fmt,
+    p = sub.add_parser("fid-stats", help="compute and cache FID reference statistics of a dataset split", formatter_class=FMT,
+                       parents=[_shared("device")],
                        description="Compute the Inception statistics of DATASET:SPLIT (e.g. mnist:test) once; later FIDs read them "
                                    "from the cache ($DDPM_CACHE, else ~/.cache/ddpm).")
     p.add_argument("spec", help="DATASET:SPLIT, e.g. mnist:test or fashion-mnist:train")
     p.add_argument("--out", type=Path, help="also write the statistics to this .npz")
-    p.add_argument("--feature", default="inception", help="inception, or domain (MNIST/Fashion-MNIST classifier features)")
+    p.add_argument("--feature", choices=FEATURES, default="inception", help="inception, or domain (MNIST/Fashion-MNIST classifier features)")
     p.add_argument("--data-dir", help="directory of the dataset files")
     p.add_argument("--refresh", action="store_true", help="recompute even if cached")
-    p.add_argument("--batch-size", type=int, default=32, help="images per Inception batch")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per Inception batch")
 
 
 VIZ_KINDS = ("forward", "schedules", "reverse", "progress", "loss", "samplers")
+FEATURES = ("inception", "domain")
 
 
 def _viz_parsers(sub) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("report", help="write RUN/report.html: config, curves, samples, GIFs, strips, metrics", formatter_class=fmt,
+    p = sub.add_parser("report", help="write RUN/report.html: config, curves, samples, GIFs, strips, metrics", formatter_class=FMT,
+                       parents=[_shared("device")],
                        description="Draw every picture of a run into RUN/report/ and write RUN/report.html, a single self-contained page.")
     p.add_argument("run", help="a run directory")
     p.add_argument("--no-full-ddpm", action="store_true", help="leave the all-T-steps DDPM row out of the sampler comparison (faster)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
-    p = sub.add_parser("viz", help="draw one picture", formatter_class=fmt,
+    p = sub.add_parser("viz", help="draw one picture", formatter_class=FMT, parents=[_shared("device", "seed")],
                        description="forward: x_t strips of real images for each schedule; schedules: ᾱ_t and log-SNR plots; "
                                    "reverse: GIF (and a .png strip beside it) of one sampling run; progress: GIF of the training grids; "
                                    "loss: loss curve (and a heat map of the loss per timestep beside it); samplers: one grid per sampler "
@@ -144,15 +183,13 @@ def _viz_parsers(sub) -> None:
     p.add_argument("what", choices=VIZ_KINDS)
     p.add_argument("run", nargs="?", help="a run directory (not needed for forward and schedules)")
     p.add_argument("--out", type=Path, required=True, help="the picture to write (.png, or .gif for reverse and progress)")
-    p.add_argument("--data", default="mnist", help="forward: dataset of the real images")
+    p.add_argument("--data", choices=DATASETS, default="mnist", help="forward: dataset of the real images")
     p.add_argument("--data-dir", help="forward: directory of the dataset files")
-    p.add_argument("--images", type=int, default=3, help="forward: number of real images")
-    p.add_argument("--num-timesteps", type=int, default=1000, help="forward, schedules: T")
-    p.add_argument("--sampler", default="ddim", help=f"reverse: one of {', '.join(SAMPLERS)}")
-    p.add_argument("--steps", type=int, default=50, help="reverse, samplers: sampling steps")
-    p.add_argument("--num", type=int, default=4, help="reverse, samplers: number of samples")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--images", type=_positive_int, default=3, help="forward: number of real images")
+    p.add_argument("--num-timesteps", type=_positive_int, default=1000, help="forward, schedules: T")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim", help="reverse: the sampler")
+    p.add_argument("--steps", type=_positive_int, default=50, help="reverse, samplers: sampling steps")
+    p.add_argument("--num", type=_positive_int, default=4, help="reverse, samplers: number of samples")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,17 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_train(args: argparse.Namespace) -> int:
     from .models import pick_device
     from .train import Trainer
-    from .train.trainer import Interrupted
+    from .train.run_dir import resume_point
 
     device = pick_device(args.device)
     if args.resume:
-        if args.config or args.data or args.data_dir or args.set or args.limit or args.batch_size or args.seed is not None:
+        if args.config or args.data or args.data_dir or args.set or args.limit or args.batch_size or args.seed is not None or args.force:
             raise DdpmError("--resume continues a run with its saved config; only --steps and --max-minutes may change")
-        out, resume = _resume_target(args.resume, args.out)
-        trainer = Trainer(None, out, device, resume=resume, quiet=args.quiet)
-        extend = [f"train.{k}={json.dumps(v)}" for k, v in (("steps", args.steps), ("max_minutes", args.max_minutes)) if v is not None]
-        if extend:
-            trainer.config = trainer.config.with_overrides(extend)
+        out, checkpoint = _resume_target(args.resume, args.out)
+        _, saved = resume_point(out, checkpoint)
+        changes = {"train.steps": args.steps, "train.max_minutes": args.max_minutes}
+        config = saved.with_overrides([f"{k}={json.dumps(v)}" for k, v in changes.items() if v is not None])
+        trainer = Trainer(config, out, device, resume=checkpoint or True, quiet=args.quiet)
     else:
         if args.out is None:
             raise DdpmError("--out is required (the run directory to create)")
@@ -189,26 +226,20 @@ def cmd_train(args: argparse.Namespace) -> int:
                  "train.max_minutes": args.max_minutes, "train.batch_size": args.batch_size, "data.limit": args.limit,
                  "train.seed": args.seed}
         overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
-        config = config.with_overrides(overrides)
-        trainer = Trainer(config, args.out, device, force=args.force, quiet=args.quiet)
+        trainer = Trainer(config.with_overrides(overrides), args.out, device, force=args.force, quiet=args.quiet)
     verb = f"resuming at step {trainer.step}" if args.resume else "training"
-    print(f"{verb} {trainer.config.model.architecture} ({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters) "
+    print(f"{verb} {trainer.config.model.ARCHITECTURE} ({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters) "
           f"on {trainer.data.name} ({len(trainer.data)} images) on {device} → {trainer.out}", file=sys.stderr)
-    try:
-        summary = trainer.run()
-    except Interrupted as e:
-        print(f"ddpm train: {e}", file=sys.stderr)
-        return 128 + e.signum
-    print(json.dumps(summary))
+    print(json.dumps(trainer.run()))
     return 0
 
 
-def _resume_target(resume, out: Path | None) -> tuple[Path, bool | Path]:
-    """(run directory, True or a checkpoint file) from --resume [RUN_OR_CKPT] and --out."""
+def _resume_target(resume, out: Path | None) -> tuple[Path, Path | None]:
+    """(run directory, the checkpoint file named or None for the latest) from --resume [RUN_OR_CKPT] and --out."""
     if resume is True:
         if out is None:
             raise DdpmError("--resume needs the run: --resume RUN or --out RUN --resume")
-        return out, True
+        return out, None
     target = Path(resume)
     if target.is_file():
         run = target.parent.parent
@@ -217,47 +248,34 @@ def _resume_target(resume, out: Path | None) -> tuple[Path, bool | Path]:
         return run, target
     if not target.is_dir():
         raise DdpmError(f"--resume {target}: no such run directory or checkpoint file")
-    return target, True
+    return target, None
+
+
+def _sample_flags(args: argparse.Namespace) -> dict:
+    """The sampling flags the user gave (None: not given; the run's [sample] setting stays)."""
+    return {"sampler": args.sampler, "eta": args.eta, "guidance": args.guidance, "clip_x0": args.clip_x0}
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .generate import generate
+    from .generate import generate, labels_for, write_samples
     from .models import build_schedule, load_model, pick_device
+    from .progress import progress_bar
 
-    if args.sampler not in SAMPLERS:
-        raise DdpmError(f"unknown sampler {args.sampler!r}; expected one of {', '.join(SAMPLERS)}")
-    if args.num < 1 or args.batch_size < 1:
-        raise DdpmError("--num and --batch-size must be positive")
     device = pick_device(args.device)
     model, config, step = load_model(args.checkpoint, use_ema=not args.no_ema, device=device)
+    T = config.diffusion.num_timesteps
+    settings = config.sample_settings(**_sample_flags(args), steps=T if args.steps == "all" else args.steps)
     num_classes = config.model.num_classes
-    labels = None
-    if num_classes:
-        if args.label is not None and not 0 <= args.label < num_classes:
-            raise DdpmError(f"--label must be in 0..{num_classes - 1} for this model")
-        labels = torch.full((args.num,), args.label) if args.label is not None else torch.arange(args.num) % num_classes
-    elif args.label is not None:
-        raise DdpmError("--label was given but this model is unconditional")
-    guidance = config.sample.guidance if args.guidance is None else args.guidance
-    if guidance < 0:
-        raise DdpmError(f"--guidance must be zero or more, got {guidance}")
-    if guidance and not num_classes:
-        raise DdpmError("--guidance needs a class-conditional model (trained with data.conditional = true); this one is unconditional")
-    steps = args.steps or {"ddpm": None, "ddim": 50}.get(args.sampler, 20)
+    labels = labels_for(num_classes, args.num, args.label)
     started = time.time()
-    with tqdm(total=args.num, unit="img", file=sys.stderr) as bar:
-        try:
-            images = generate(model, build_schedule(config), num=args.num, shape=(config.data.channels, config.data.image_size, config.data.image_size),
-                              sampler=args.sampler, steps=steps, eta=args.eta, prediction=config.diffusion.prediction, clip_x0=not args.no_clip,
-                              labels=labels, guidance=guidance, seed=args.seed, batch_size=args.batch_size, device=device,
-                              progress=bar.update)
-        except ValueError as e:
-            raise DdpmError(str(e)) from None
+    with progress_bar(args.num, unit="img", desc="sampling") as bar:
+        images = generate(model, build_schedule(config), num=args.num, shape=(config.data.channels, config.data.image_size, config.data.image_size),
+                          **settings.generate_options(), prediction=config.diffusion.prediction, labels=labels, seed=args.seed,
+                          batch_size=args.batch_size, device=device, progress=bar.update)
     out = write_samples(images, labels, args.out, columns=num_classes if num_classes and args.label is None else None)
-    guided = f", guidance w = {guidance:g}" if guidance else ""
-    print(f"wrote {args.num} samples ({args.sampler}, {steps or config.diffusion.num_timesteps} steps{guided}, checkpoint step {step}) "
+    guided = f", guidance w = {settings.guidance:g}" if settings.guidance else ""
+    eta = f", eta {settings.eta:g}" if settings.sampler == "ddim" else ""
+    print(f"wrote {args.num} samples ({settings.sampler}, {settings.steps} steps{eta}{guided}, checkpoint step {step}) "
           f"to {out} in {time.time() - started:.1f}s", file=sys.stderr)
     return 0
 
@@ -278,23 +296,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_steps(text: str) -> list[int | None]:
-    steps = []
-    for part in text.split(","):
-        part = part.strip()
-        if part == "all":
-            steps.append(None)
-        elif part.isdigit() and int(part) > 0:
-            steps.append(int(part))
-        else:
-            raise DdpmError(f"--steps must be positive integers or 'all', comma-separated; got {text!r}")
-    return steps
+def _parse_steps(text: str | None) -> list[int | None] | None:
+    """--steps of ddpm eval: None (not given), or positive integers and 'all' (None: all T), comma-separated."""
+    if text is None:
+        return None
+    try:
+        return [None if step == "all" else step for step in map(_steps, text.split(","))]
+    except argparse.ArgumentTypeError:
+        raise DdpmError(f"--steps must be positive integers or 'all', comma-separated; got {text!r}") from None
 
 
-def _bar(total: int, what: str):
-    from tqdm import tqdm
+def _bar(total: int, what: str, unit: str = "img"):
+    from .progress import progress_bar
 
-    return tqdm(total=total or None, desc=what, unit="img", file=sys.stderr, leave=False, dynamic_ncols=True)
+    return progress_bar(total or None, desc=what, unit=unit, leave=False)
 
 
 def _extractor(feature: str, dataset: str, device, batch_size: int):
@@ -302,53 +317,26 @@ def _extractor(feature: str, dataset: str, device, batch_size: int):
         from .metrics.inception import InceptionFeatures
 
         return InceptionFeatures(device=device, batch_size=batch_size)
-    if feature == "domain":
-        from .metrics.domain import DomainFeatures
+    from .metrics.domain import DomainFeatures
 
-        return DomainFeatures(dataset, device=device)
-    raise DdpmError(f"unknown --feature {feature!r}; expected inception or domain")
+    return DomainFeatures(dataset, device=device)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import EvalSettings, evaluate
-    from .metrics.domain import DOMAIN_OF
+    from .checkpoint import load_weights
+    from .evaluate import EvalSettings, evaluate, format_table
     from .models import pick_device
-    from .train.checkpoint import load_weights
 
-    if args.sampler not in SAMPLERS:
-        raise DdpmError(f"unknown sampler {args.sampler!r}; expected one of {', '.join(SAMPLERS)}")
-    if args.num < 1 or args.batch_size < 1 or args.nll_images < 1:
-        raise DdpmError("--num, --batch-size and --nll-images must be positive")
-    if args.nll_variance not in ("beta", "beta_tilde"):
-        raise DdpmError(f"unknown --nll-variance {args.nll_variance!r}; expected beta or beta_tilde")
     fid, domain, nll = args.fid, args.domain, args.nll
     if not (fid or domain or nll):
         config = load_weights(args.run)[0]
         fid, domain = True, config.data.dataset in DOMAIN_OF
-    settings = EvalSettings(num=args.num, sampler=args.sampler, steps=_parse_steps(args.steps), eta=args.eta,
-                            guidance=args.guidance, seed=args.seed,
+    settings = EvalSettings(num=args.num, steps=_parse_steps(args.steps), **_sample_flags(args), seed=args.seed,
                             batch_size=args.batch_size, use_ema=not args.no_ema, fid=fid, domain=domain, nll=nll,
                             nll_images=args.nll_images, nll_variance=args.nll_variance, reference=args.reference)
     rows = evaluate(args.run, settings, device=pick_device(args.device), bar=_bar, log=not args.no_log)
     print(format_table(rows))
     return 0
-
-
-COLUMNS = [("steps", "steps", "{}"), ("fid", "FID", "{:.2f}"), ("domain_fid", "domain FID", "{:.3f}"),
-           ("domain_is", "domain IS", "{:.2f}"), ("domain_confident", "confident", "{:.1%}"), ("nll_bpd", "NLL bits/dim", "{:.3f}"),
-           ("wall_s", "wall s", "{:.0f}")]
-
-
-def format_table(rows: list[dict]) -> str:
-    """A plain-text table of evaluation rows (columns that no row has are left out)."""
-    cols = [c for c in COLUMNS if any(r.get(c[0]) is not None for r in rows)]
-    cells = [[name for _, name, _ in cols]] + [[fmt.format(r[k]) if r.get(k) is not None else "" for k, _, fmt in cols] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
-    r0 = rows[0]
-    head = f"{r0['sampler']} sampler, {r0['num']} samples, seed {r0['seed']}, checkpoint step {r0['checkpoint_step']}, reference {r0['reference']}"
-    hist = [f"class histogram ({r['steps']} steps): {r['class_histogram']}" for r in rows if r.get("class_histogram")]
-    return "\n".join([head, *lines, *hist])
 
 
 def cmd_fid(args: argparse.Namespace) -> int:
@@ -396,8 +384,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
+    from .generate import labels_for
     from .models import build_schedule, load_model, pick_device
     from .viz import plots, process
+    from .viz.images import save_image
 
     device = pick_device(args.device)
     out = args.out
@@ -413,53 +403,56 @@ def cmd_viz(args: argparse.Namespace) -> int:
         from .data import load_dataset
 
         data = load_dataset(args.data, root=args.data_dir, split="test", limit=args.images, seed=args.seed)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        process.forward_strip(data.images, num_timesteps=args.num_timesteps, seed=args.seed).save(out)
+        save_image(process.forward_strip(data.images, num_timesteps=args.num_timesteps, seed=args.seed), out)
     elif args.what == "progress":
-        try:
-            process.progress_gif(Path(args.run), out)
-        except ValueError as e:
-            raise DdpmError(str(e)) from None
+        process.progress_gif(Path(args.run), out)
     elif args.what == "loss":
-        try:
-            plots.plot_loss(Path(args.run), out)
-            plots.plot_loss_heatmap(Path(args.run), out.with_name(out.stem + "-heatmap.png"))
-        except ValueError as e:
-            raise DdpmError(str(e)) from None
+        plots.plot_loss(Path(args.run), out)
+        plots.plot_loss_heatmap(Path(args.run), out.with_name(out.stem + "-heatmap.png"))
     else:
-        if args.sampler not in SAMPLERS:
-            raise DdpmError(f"unknown sampler {args.sampler!r}; expected one of {', '.join(SAMPLERS)}")
         model, config, _ = load_model(args.run, device=device)
         schedule = build_schedule(config).to(device)
         d = config.data
         shape = (d.channels, d.image_size, d.image_size)
-        cond = {"y": torch.arange(args.num, device=device) % config.model.num_classes} if config.model.num_classes else None
-        out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            if args.what == "reverse":
-                record, final = process.reverse_trajectory(model, schedule, shape, num=args.num, sampler=args.sampler, steps=args.steps,
-                                                           prediction=config.diffusion.prediction, seed=args.seed, cond=cond, device=device,
-                                                           clip_x0=config.sample.clip_x0)
-                process.trajectory_gif(record, final, out)
-                process.trajectory_strip(record, final).save(out.with_suffix(".png"))
-            else:
-                process.sampler_comparison(model, schedule, shape, steps=args.steps, num=args.num, prediction=config.diffusion.prediction,
-                                           seed=args.seed, cond=cond, device=device, clip_x0=config.sample.clip_x0).save(out)
-        except ValueError as e:
-            raise DdpmError(str(e)) from None
+        labels = labels_for(config.model.num_classes, args.num)
+        cond = {"y": labels.to(device)} if labels is not None else None
+        options = dict(prediction=config.diffusion.prediction, seed=args.seed, cond=cond, device=device,
+                       clip_x0=config.sample.clip_x0)
+        if args.what == "reverse":
+            record, final = process.reverse_trajectory(model, schedule, shape, num=args.num, sampler=args.sampler,
+                                                       steps=args.steps, **options)
+            process.trajectory_gif(record, final, out)
+            save_image(process.trajectory_strip(record, final), out.with_suffix(".png"))
+        else:
+            save_image(process.sampler_comparison(model, schedule, shape, steps=args.steps, num=args.num, **options), out)
     print(f"ddpm viz: wrote {out}", file=sys.stderr)
     return 0
 
 
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo, "eval": cmd_eval, "fid": cmd_fid,
+            "fid-stats": cmd_fid_stats, "report": cmd_report, "viz": cmd_viz}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The one error boundary: a user's mistake (DdpmError) is one sentence and exit 2, a diverged run exit 3,
+    a signal during training exit 128 + its number (after the checkpoint), never a traceback for either."""
+    from .train import Interrupted
+
     try:
-        commands = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo, "eval": cmd_eval, "fid": cmd_fid, "fid-stats": cmd_fid_stats,
-                    "report": cmd_report, "viz": cmd_viz}
-        return commands[args.command](args)
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse has printed its one line (a refused choice, --help): return its status
+        return int(e.code or 0)
+    try:
+        return COMMANDS[args.command](args)
     except DdpmError as e:
         print(f"ddpm {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"ddpm {args.command}: error: {e}", file=sys.stderr)
+        return 3
+    except Interrupted as e:
+        print(f"ddpm {args.command}: {e}", file=sys.stderr)
+        return 128 + e.signum
     except OSError as e:  # a file the user named cannot be written or read (permissions, full disk, …)
         print(f"ddpm {args.command}: error: {e.strerror or e}: {e.filename or ''}", file=sys.stderr)
         return 2

@@ -3,51 +3,55 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import types
 import typing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+from .data import DATASETS
 from .errors import DdpmError
+from .nets import ARCHITECTURES, NetConfig, UNetConfig
+from .parameterization import PREDICTIONS
+from .sampling import SAMPLERS
+from .schedules import SCHEDULE_NAMES
 
-FORMAT_VERSION = 2  # 2: checkpoints/step_N.safetensors + step_N-state.pt, sha256 in the metadata
+# The choices of each setting come from the module that implements them (argparse reuses the same tuples).
+SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+
+# 2: checkpoints/step_N.safetensors + step_N-state.pt, sha256 in the metadata;
+# 3: [model] holds only the chosen network's keys (format 2 also carried the other network's: see ``migrate``).
+FORMAT_VERSION = 3
 PRESETS_DIR = Path(__file__).parent / "configs"
 
 
 @dataclass
 class DataConfig:
-    dataset: str = "mnist"
+    dataset: Literal[DATASETS] = "mnist"
     data_dir: Optional[str] = None
     image_size: Optional[int] = None  # None: the dataset's own size
     channels: Optional[int] = None  # None: the dataset's own channels
     limit: Optional[int] = None  # train on a random subset of this many images
     conditional: bool = False  # condition the model on class labels
+    # folder datasets: the share of images held out as the test split (never trained on), unless the folder has
+    # its own test/ subfolder; a fixed draw for a given folder
+    test_fraction: float = 0.1
 
 
 @dataclass
 class DiffusionConfig:
-    schedule: Literal["linear", "cosine", "sigmoid"] = "linear"
+    schedule: Literal[SCHEDULE_NAMES] = "linear"
     num_timesteps: int = 1000
-    prediction: Literal["eps", "x0", "v"] = "eps"
+    prediction: Literal[PREDICTIONS] = "eps"
     min_snr_gamma: Optional[float] = None  # Min-SNR-γ loss weighting (Hang et al. 2023); 5 is their choice
 
 
-@dataclass
-class ModelConfig:
-    architecture: Literal["unet", "mlp"] = "unet"
-    base_channels: int = 64
-    channel_mults: tuple = (1, 2, 2)
-    num_res_blocks: int = 2
-    attention_resolutions: tuple = (7,)
-    head_channels: int = 64
-    dropout: float = 0.1
-    time_conditioning: Literal["adagn", "add"] = "adagn"
-    use_time: bool = True
-    rescale_skip: bool = False
-    num_classes: Optional[int] = None  # set from the data when data.conditional
-    patch_size: int = 1  # fold p×p pixel patches into channels first: p = 2 is ≈ 4× cheaper at the top level
-    hidden: int = 1024  # mlp only
-    depth: int = 4  # mlp only
+# The [model] section is the chosen network's own config dataclass (one home for its fields and defaults);
+# ``architecture`` picks which. Image size, input channels and (for conditional runs) the class count come
+# from the data (``RunConfig.resolved``), so a config file never sets them under [model].
+ModelConfig = NetConfig
+DERIVED_MODEL_KEYS = ("image_size", "in_channels")
 
 
 @dataclass
@@ -61,7 +65,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     ema_warmup: bool = True  # decay min(ema_decay, (1 + n)/(10 + n)) so early EMA follows the weights
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal[PRECISIONS] = "fp32"
     channels_last: bool = False
     seed: int = 0
     log_every: int = 50
@@ -75,36 +79,56 @@ class TrainConfig:
 
 @dataclass
 class SampleConfig:
-    sampler: Literal["ddpm", "ddim", "dpm-solver++"] = "dpm-solver++"
+    sampler: Literal[SAMPLER_NAMES] = "dpm-solver++"
     steps: int = 20
     num: int = 64
     eta: float = 0.0
     clip_x0: bool = True  # clamp the predicted x₀ to the data range [−1, 1] at every step
     guidance: float = 0.0  # classifier-free guidance weight w (conditional models): (1 + w)·ε(c) − w·ε(∅)
 
+    def generate_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``generate`` these settings stand for (eta only where the sampler takes it)."""
+        options = {"sampler": self.sampler, "steps": self.steps, "clip_x0": self.clip_x0, "guidance": self.guidance}
+        return {**options, "eta": self.eta} if self.sampler == "ddim" else options
+
 
 @dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=UNetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data (what config.json and checkpoints hold); [model] starts with its architecture and leaves
+        out what the data decides."""
+        raw = asdict(self)
+        model = {k: v for k, v in raw["model"].items() if k not in DERIVED_MODEL_KEYS}
+        raw["model"] = {"architecture": self.model.ARCHITECTURE, **model}
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "RunConfig":
-        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        if not isinstance(raw, dict):
+            raise DdpmError(f"{source} must be a table of sections, got {type(raw).__name__}")
+        sections = [f.name for f in dataclasses.fields(cls)]
         hints = typing.get_type_hints(cls)
         unknown = sorted(set(raw) - set(sections))
         if unknown:
             raise DdpmError(f"{source}: unknown section(s) {', '.join(unknown)}; expected {', '.join(sections)}")
-        built = {name: _build(hints[name], raw.get(name, {}), f"{source}: [{name}]") for name in sections}
-        config = cls(**built)
+        built = {name: _build(hints[name], raw.get(name, {}), f"{source}: [{name}]") for name in sections if name != "model"}
+        config = cls(**built, model=_build_model(raw.get("model", {}), f"{source}: [model]"))
         config.check(source)
         return config
+
+    def resolved(self, image_size: int, channels: int, num_classes: int | None) -> "RunConfig":
+        """This config with what the data decides filled in: data.image_size and data.channels, the network's
+        image_size and in_channels, and for a conditional run model.num_classes. The one place these are set."""
+        d = replace(self.data, image_size=image_size, channels=channels)
+        m = replace(self.model, image_size=image_size, in_channels=channels,
+                    num_classes=num_classes if self.data.conditional else self.model.num_classes)
+        return replace(self, data=d, model=m)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "RunConfig":
@@ -132,10 +156,35 @@ class RunConfig:
                 raise DdpmError(f"override {item!r} must look like section.key=value, e.g. train.steps=500")
             if section not in raw:
                 raise DdpmError(f"override {item!r}: unknown section {section!r}; expected one of {', '.join(raw)}")
-            if name not in raw[section]:
-                raise DdpmError(f"override {item!r}: unknown key {name!r} in [{section}]; expected one of {', '.join(raw[section])}")
+            if section == "model" and name == "architecture":
+                # another network: keep only the keys both networks have
+                raw["model"] = {"architecture": _parse_value(value.strip())}
+                continue
+            known = raw[section] if section != "model" else _model_keys(raw["model"])
+            if name not in known:
+                raise DdpmError(f"override {item!r}: unknown key {name!r} in [{section}]; expected one of {', '.join(known)}")
             raw[section][name] = _parse_value(value.strip())
         return RunConfig.from_dict(raw, "override")
+
+    def sample_settings(self, *, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
+                        clip_x0: bool | None = None, guidance: float | None = None, num: int | None = None) -> SampleConfig:
+        """The one rule for how a command samples: the run's [sample] section, replaced by each setting that was
+        actually given (None: not given). Another sampler than the run's resets eta to 0 unless eta is given.
+        The result is checked like a config (eta only for ddim, steps in 1..T, guidance only when conditional)."""
+        s = self.sample
+        given = {k: v for k, v in dict(sampler=sampler, steps=steps, eta=eta, clip_x0=clip_x0, guidance=guidance,
+                                       num=num).items() if v is not None}
+        if sampler is not None and sampler != s.sampler and eta is None:
+            given["eta"] = 0.0
+        raw = self.to_dict()
+        raw["sample"].update(given)
+        return RunConfig.from_dict(raw, "sample settings").sample
+
+    def changed_keys(self, other: "RunConfig") -> list[str]:
+        """``section.key`` names whose values differ between two configs."""
+        a, b = self.to_dict(), other.to_dict()
+        return sorted(f"{section}.{key}" for section in a for key in set(a[section]) | set(b[section])
+                      if a[section].get(key) != b[section].get(key))
 
     def check(self, source: str = "config") -> None:
         """Range checks that types alone cannot express, each naming the key."""
@@ -160,13 +209,75 @@ class RunConfig:
         need(1 <= s.steps <= d.num_timesteps, "sample.steps", f"in 1..{d.num_timesteps} (diffusion.num_timesteps)")
         need(s.num >= 1, "sample.num", "a positive integer")
         need(0 <= s.eta <= 1, "sample.eta", "in [0, 1]")
+        need(s.eta == 0 or s.sampler == "ddim", "sample.eta", f"0 for the {s.sampler} sampler (eta is DDIM's stochasticity)")
         need(self.data.limit is None or self.data.limit >= 1, "data.limit", "a positive integer")
+        need(0 < self.data.test_fraction < 1, "data.test_fraction", "in (0, 1)")
         need(self.data.channels in (None, 1, 3), "data.channels", "1 or 3")
-        need(0 <= m.dropout < 1, "model.dropout", "in [0, 1)")
         need(0 <= t.label_dropout < 1, "train.label_dropout", "in [0, 1)")
         need(s.guidance >= 0, "sample.guidance", "zero (no guidance) or more")
+        m.validate()
         need(s.guidance == 0 or self.data.conditional or m.num_classes, "sample.guidance",
              "0 for an unconditional model (set data.conditional = true to train one that can be guided)")
+
+
+# The one rule of what a resumed run may change: how long it trains. Everything else would make the continued
+# run a different run than its checkpoints (and exact resume impossible).
+RESUME_CHANGEABLE = ("train.steps", "train.max_minutes")
+
+
+def resume_config(saved: RunConfig, requested: RunConfig | None) -> RunConfig:
+    """The config a resumed run continues with: ``saved``, with the keys of ``RESUME_CHANGEABLE`` taken from
+    ``requested`` (None: the saved config as it is). Any other difference is refused in one sentence."""
+    if requested is None:
+        return saved
+    d = requested.data
+    conflicts = [key for key, value, was in (("data.image_size", d.image_size, saved.data.image_size),
+                                             ("data.channels", d.channels, saved.data.channels)) if value not in (None, was)]
+    filled = requested.resolved(saved.data.image_size, saved.data.channels, saved.model.num_classes)
+    conflicts += [key for key in filled.changed_keys(saved) if key not in RESUME_CHANGEABLE and key not in conflicts]
+    if conflicts:
+        raise DdpmError(f"a resumed run keeps its saved config except {' and '.join(RESUME_CHANGEABLE)}; "
+                        f"this one changes {', '.join(sorted(conflicts))} (start a new run for that)")
+    result = saved
+    for key in RESUME_CHANGEABLE:
+        section, name = key.split(".")
+        value = getattr(getattr(filled, section), name)
+        result = replace(result, **{section: replace(getattr(result, section), **{name: value})})
+    result.check("resumed config")
+    return result
+
+
+def _model_keys(raw_model: dict[str, Any]) -> list[str]:
+    """The keys a [model] table may hold: architecture and its network's config fields, less the derived ones."""
+    architecture = raw_model.get("architecture", "unet")
+    cfg_cls = ARCHITECTURES[architecture][1] if architecture in ARCHITECTURES else UNetConfig
+    return ["architecture"] + [f.name for f in dataclasses.fields(cfg_cls) if f.name not in DERIVED_MODEL_KEYS]
+
+
+def _build_model(raw: Any, where: str) -> NetConfig:
+    """The [model] table → the chosen network's config dataclass."""
+    if not isinstance(raw, dict):
+        raise DdpmError(f"{where} must be a table of keys")
+    raw = dict(raw)
+    architecture = raw.pop("architecture", "unet")
+    if architecture not in ARCHITECTURES:
+        raise DdpmError(f"{where} architecture must be one of {', '.join(map(repr, ARCHITECTURES))}, got {architecture!r}")
+    derived = sorted(set(raw) & set(DERIVED_MODEL_KEYS))
+    if derived:
+        raise DdpmError(f"{where}: {', '.join(derived)} come(s) from the data; set data.image_size or data.channels instead")
+    return _build(ARCHITECTURES[architecture][1], raw, where)
+
+
+def migrate(raw: dict[str, Any], version: int) -> dict[str, Any]:
+    """A saved config of an older format version, brought to this one (a config of version < 3 carried the
+    keys of both networks flat in [model], with the U-Net's attention default in it)."""
+    if version < 3 and isinstance(raw.get("model"), dict):
+        model = raw["model"]
+        architecture = model.get("architecture", "unet")
+        cfg_cls = ARCHITECTURES.get(architecture, (None, UNetConfig))[1]
+        allowed = {f.name for f in dataclasses.fields(cfg_cls)} - set(DERIVED_MODEL_KEYS)
+        raw = {**raw, "model": {"architecture": architecture, **{k: v for k, v in model.items() if k in allowed}}}
+    return raw
 
 
 def _parse_value(text: str) -> Any:
@@ -179,7 +290,9 @@ def _parse_value(text: str) -> Any:
 def _build(cls: type, raw: Any, where: str):
     if not isinstance(raw, dict):
         raise DdpmError(f"{where} must be a table of keys")
-    hints = typing.get_type_hints(cls)
+    type_hints = typing.get_type_hints(cls)
+    derived = DERIVED_MODEL_KEYS if hasattr(cls, "ARCHITECTURE") else ()  # a network's: what the data decides
+    hints = {f.name: type_hints[f.name] for f in dataclasses.fields(cls) if f.name not in derived}
     unknown = sorted(set(raw) - set(hints))
     if unknown:
         raise DdpmError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(hints)}")
@@ -188,7 +301,7 @@ def _build(cls: type, raw: Any, where: str):
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:  # Optional[X]
+    if origin is typing.Union or origin is types.UnionType:  # Optional[X], X | None
         if value is None:
             return None
         return _coerce(value, next(a for a in args if a is not type(None)), where)
@@ -212,7 +325,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise DdpmError(f"{where} must be a string, got {value!r}")
         return value
-    if hint is tuple:
+    if hint is tuple or origin is tuple:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             raise DdpmError(f"{where} must be a list of integers, got {value!r}")
         return tuple(value)

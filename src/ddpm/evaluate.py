@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,19 +19,22 @@ import torch
 from .errors import DdpmError
 from .generate import generate
 from .models import build_schedule, load_model
-from .train.checkpoint import resolve_checkpoint
+from .checkpoint import resolve_checkpoint
 
 
 @dataclass
 class EvalSettings:
+    """What to score and how. The sampling settings left None are the run's own [sample] settings
+    (``RunConfig.sample_settings``); ``steps`` is a sweep, an entry None meaning all T steps."""
+
     num: int = 10000
-    sampler: str = "ddim"
-    steps: list[int | None] = field(default_factory=lambda: [50])
-    eta: float = 0.0
-    guidance: float = 0.0  # classifier-free guidance weight w (conditional models)
+    sampler: str | None = None
+    steps: list[int | None] | None = None
+    eta: float | None = None
+    guidance: float | None = None
+    clip_x0: bool | None = None
     seed: int = 0
     batch_size: int = 256
-    clip_x0: bool = True
     use_ema: bool = True
     fid: bool = True
     domain: bool = False
@@ -39,6 +42,32 @@ class EvalSettings:
     nll_images: int = 256
     nll_variance: str = "beta_tilde"
     reference: str | None = None  # DATASET:SPLIT, folder or stats file; default: the run's dataset, test split
+
+
+# The one definition of an evaluation table (``ddpm eval`` prints it, the report draws it as HTML):
+# (row key, heading, format).
+EVAL_COLUMNS = [("sampler", "sampler", "{}"), ("steps", "steps", "{}"), ("guidance", "w", "{:g}"), ("num", "samples", "{}"),
+                ("fid", "FID", "{:.2f}"), ("domain_fid", "domain FID", "{:.3f}"), ("domain_is", "domain IS", "{:.2f}"),
+                ("domain_confident", "confident", "{:.1%}"), ("nll_bpd", "NLL bits/dim", "{:.3f}"),
+                ("checkpoint_step", "ckpt step", "{}"), ("wall_s", "wall s", "{:.0f}")]
+
+
+def table_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The heading row and one row of strings per evaluation (columns that no row has are left out)."""
+    cols = [c for c in EVAL_COLUMNS if any(r.get(c[0]) is not None for r in rows)]
+    return [[name for _, name, _ in cols]] + [[fmt.format(r[k]) if r.get(k) is not None else "" for k, _, fmt in cols]
+                                              for r in rows]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of evaluation rows, headed by how they were computed (seed, reference)."""
+    cells = table_cells(rows)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    r0 = rows[0]
+    head = f"seed {r0['seed']}, {'EMA' if r0.get('ema', True) else 'raw'} weights, reference {r0['reference']}"
+    hist = [f"class histogram ({r['steps']} steps): {r['class_histogram']}" for r in rows if r.get("class_histogram")]
+    return "\n".join([head, *lines, *hist])
 
 
 def run_dir_of(checkpoint: Path) -> Path | None:
@@ -50,7 +79,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
              bar: Callable[[int, str], Any] | None = None, log: bool = True) -> list[dict[str, Any]]:
     """Evaluate a run directory or checkpoint; returns one row per entry of ``settings.steps``.
 
-    ``bar(total, description)`` makes a progress bar (an object with ``update(n)`` and ``close()``)."""
+    ``bar(total, description, unit)`` makes a progress bar (an object with ``update(n)`` and ``close()``)."""
     from .metrics.fid import dataset_stats, image_set_stats
     from .metrics.frechet import FeatureStats, frechet_distance
 
@@ -61,9 +90,11 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     checkpoint = resolve_checkpoint(path)
     model, config, step = load_model(checkpoint, use_ema=settings.use_ema, device=device)
     schedule = build_schedule(config)
-    for steps in settings.steps:  # fail before any sampling or reference statistics are computed
-        if steps is not None and not 1 <= steps <= schedule.num_timesteps:
-            raise DdpmError(f"steps must be an integer in 1..{schedule.num_timesteps} (the schedule's T), got {steps}")
+    T = config.diffusion.num_timesteps
+    # every sweep entry resolved (and refused) before any sampling or reference statistics are computed
+    sweep = [config.sample_settings(sampler=settings.sampler, steps=T if steps is None else steps, eta=settings.eta,
+                                    guidance=settings.guidance, clip_x0=settings.clip_x0)
+             for steps in (settings.steps or [config.sample.steps])]
     data = config.data
     reference = settings.reference or f"{data.dataset}:test"
     shape = (data.channels, data.image_size, data.image_size)
@@ -71,9 +102,9 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     labels = torch.arange(settings.num) % num_classes if num_classes else None
 
     @contextlib.contextmanager
-    def progress(total: int, what: str):
+    def progress(total: int, what: str, unit: str = "img"):
         """An update(n) callable for a progress bar of ``total`` items (None without ``bar``)."""
-        b = bar(total, what) if bar is not None else None
+        b = bar(total, what, unit) if bar is not None else None
         try:
             yield b.update if b is not None else None
         finally:
@@ -92,8 +123,9 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
 
     def reference_stats(extractor) -> FeatureStats:
         with progress(0, f"reference {reference} ({extractor.feature}, computed once, then cached)") as update:
-            if ":" in reference and not Path(reference).exists():
-                return dataset_stats(reference, extractor, data_dir=data.data_dir, progress=update)
+            if ":" in reference and not Path(reference).exists():  # a dataset split, read as the run reads its data
+                return dataset_stats(reference, extractor, data_dir=data.data_dir, image_size=data.image_size,
+                                     channels=data.channels, test_fraction=data.test_fraction, progress=update)
             return image_set_stats(reference, extractor, data_dir=data.data_dir, progress=update)
 
     def features(extractor, images: torch.Tensor, what: str) -> np.ndarray:
@@ -104,23 +136,19 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     ref_domain = reference_stats(domain_net) if domain_net else None
     nll_row = _nll(model, schedule, config, settings, device, progress) if settings.nll else {}
 
+    reference_said = (ref_inception or ref_domain).source if (ref_inception or ref_domain) else reference
     rows = []
-    for steps in settings.steps:
+    for sample in sweep:
         started = time.time()
-        row: dict[str, Any] = {"kind": "eval", "checkpoint_step": step, "sampler": settings.sampler,
-                               "steps": steps or config.diffusion.num_timesteps, "eta": settings.eta if settings.sampler == "ddim" else None,
-                               "guidance": settings.guidance,
-                               "num": settings.num, "seed": settings.seed, "ema": settings.use_ema, "reference": reference}
+        row: dict[str, Any] = {"kind": "eval", "checkpoint_step": step, "sampler": sample.sampler, "steps": sample.steps,
+                               "eta": sample.eta if sample.sampler == "ddim" else None, "guidance": sample.guidance,
+                               "clip_x0": sample.clip_x0, "num": settings.num, "seed": settings.seed, "ema": settings.use_ema,
+                               "reference": reference_said}
         if settings.fid or settings.domain:
-            with progress(settings.num, f"sampling {settings.sampler}, {row['steps']} steps") as update:
-                try:
-                    images = generate(model, schedule, num=settings.num, shape=shape, sampler=settings.sampler, steps=steps,
-                                      eta=settings.eta, prediction=config.diffusion.prediction, clip_x0=settings.clip_x0,
-                                      labels=labels, guidance=settings.guidance, seed=settings.seed,
-                                      batch_size=settings.batch_size, device=device,
-                                      progress=update)
-                except ValueError as e:
-                    raise DdpmError(str(e)) from None
+            with progress(settings.num, f"sampling {sample.sampler}, {sample.steps} steps") as update:
+                images = generate(model, schedule, num=settings.num, shape=shape, **sample.generate_options(),
+                                  prediction=config.diffusion.prediction, labels=labels, seed=settings.seed,
+                                  batch_size=settings.batch_size, device=device, progress=update)
             row["sampling_s"] = time.time() - started
             if inception:
                 stats = FeatureStats.from_features(features(inception, images, "Inception features"), inception.feature, "samples")
@@ -153,12 +181,13 @@ def _nll(model, schedule, config, settings: EvalSettings, device, progress) -> d
 
     started = time.time()
     d = config.data
-    test = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels)
+    test = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels,
+                        test_fraction=d.test_fraction)
     n = min(settings.nll_images, len(test))
     g = torch.Generator().manual_seed(settings.seed)
     totals, terms, priors = [], [], []
     with progress(((n + settings.batch_size - 1) // settings.batch_size) * schedule.num_timesteps,
-                  f"NLL bound on {n} test images") as update:
+                  f"NLL bound on {n} test images", unit="step") as update:
         for idx in torch.arange(n).split(settings.batch_size):
             x0, y = test.batch(idx, device)
             cond = {"y": y} if config.model.num_classes and y is not None else None

@@ -7,14 +7,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .data import to_uint8
+from .errors import DdpmError
 from .guidance import ClassifierFreeGuidance
+from .io import atomic_write
 from .sampling import sample
 from .schedules import NoiseSchedule
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[−1, 1] floats → uint8 [0, 255] (x·127.5 + 127.5, rounded and clamped)."""
-    return (x.float() * 127.5 + 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 @torch.no_grad()
@@ -37,21 +35,24 @@ def generate(
     x_T: torch.Tensor | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """``num`` samples as uint8 [num, C, H, W]. The noise comes from one CPU generator seeded with ``seed``,
-    so a seed gives the same images in any batch size and on any device. ``labels`` [num] condition a
-    class-conditional model; ``guidance`` > 0 is the classifier-free guidance weight w."""
+    """``num`` samples as uint8 [num, C, H, W]. The noise comes from one CPU generator seeded with ``seed``.
+    ``labels`` [num] condition a class-conditional model; ``guidance`` > 0 is the classifier-free guidance
+    weight w. ``eta`` is DDIM's and refused for another sampler, like every option a sampler does not take
+    (``SampleConfig.generate_options`` gives these arguments from a run's settings)."""
+    if eta is not None and sampler != "ddim":
+        raise DdpmError(f"eta is DDIM's stochasticity; the {sampler!r} sampler takes no eta")
     if guidance:
         num_classes = getattr(getattr(model, "config", None), "num_classes", None)
         if not num_classes:
-            raise ValueError("classifier-free guidance needs a class-conditional model; this one is unconditional")
+            raise DdpmError("classifier-free guidance needs a class-conditional model; this one is unconditional")
         if labels is None:
-            raise ValueError("classifier-free guidance needs class labels to guide towards")
+            raise DdpmError("classifier-free guidance needs class labels to guide towards")
         model = ClassifierFreeGuidance(model, guidance, null_label=num_classes)
     g = torch.Generator().manual_seed(seed)
     if x_T is None:
         x_T = torch.randn((num, *shape), generator=g)
     options = {"steps": steps, "prediction": prediction, "clip_x0": clip_x0, "generator": g}
-    if eta is not None and sampler == "ddim":
+    if eta is not None:
         options["eta"] = eta
     out = []
     for start in range(0, num, batch_size):
@@ -64,21 +65,34 @@ def generate(
     return torch.cat(out)
 
 
+def labels_for(num_classes: int | None, num: int, label: int | None = None) -> torch.Tensor | None:
+    """Labels [num] to sample a model with: None for an unconditional model, ``label`` for every sample, or
+    (default) 0, 1, …, K−1, 0, … so that a grid of K columns shows one class per column."""
+    if not num_classes:
+        if label is not None:
+            raise DdpmError("a label was given but this model is unconditional")
+        return None
+    if label is None:
+        return torch.arange(num) % num_classes
+    if not 0 <= label < num_classes:
+        raise DdpmError(f"the label must be in 0..{num_classes - 1} for this model, got {label}")
+    return torch.full((num,), label)
+
+
 def write_samples(images: torch.Tensor, labels: torch.Tensor | None, out: Path, columns: int | None = None) -> Path:
     """uint8 [N, C, H, W] → .npz (arr_0 NHWC, arr_1 labels), a .png grid (``columns`` wide), or a directory of PNGs."""
     from PIL import Image
 
-    from .viz import save_grid
+    from .viz.images import save_grid, save_image
 
     nhwc = images.permute(0, 2, 3, 1).numpy()
     if out.suffix == ".npz":
-        out.parent.mkdir(parents=True, exist_ok=True)
         arrays = {"arr_0": nhwc} if labels is None else {"arr_0": nhwc, "arr_1": labels.numpy()}
-        np.savez(out, **arrays)
+        atomic_write(out, lambda f: np.savez(f, **arrays))
     elif out.suffix == ".png":
         save_grid(images, out, nrow=columns, scale=2)
     else:
         out.mkdir(parents=True, exist_ok=True)
         for i, img in enumerate(nhwc):
-            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(out / f"{i:06d}.png")
+            save_image(Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img), out / f"{i:06d}.png")
     return out

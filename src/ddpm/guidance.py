@@ -14,14 +14,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import rng
+from .errors import DdpmError
+
 
 def drop_labels(y: torch.Tensor, p_uncond: float, null_label: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """y [B] with each entry replaced by ``null_label`` with probability ``p_uncond`` (drawn from
     ``generator``, on its device)."""
     if p_uncond <= 0:
         return y
-    drop = torch.rand(y.shape, generator=generator, device=generator.device if generator is not None else y.device) < p_uncond
-    return torch.where(drop.to(y.device), torch.full_like(y, null_label), y)
+    drop = rng.rand(y.shape, generator, y.device) < p_uncond
+    return torch.where(drop, torch.full_like(y, null_label), y)
 
 
 def images_per_sample(num_classes: int | None, weight: float) -> int:
@@ -40,7 +43,7 @@ class ClassifierFreeGuidance(nn.Module):
     def __init__(self, model: nn.Module, weight: float, null_label: int):
         super().__init__()
         if weight < 0:
-            raise ValueError(f"guidance weight must be ≥ 0, got {weight}")
+            raise DdpmError(f"guidance weight must be ≥ 0, got {weight}")
         self.model, self.weight, self.null_label = model, float(weight), null_label
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

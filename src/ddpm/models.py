@@ -1,50 +1,41 @@
 """Build a denoiser from a run config, and load one from a checkpoint ready to sample."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from .checkpoint import load_weights
 from .config import RunConfig
 from .errors import DdpmError
-from .nets import build_denoiser
+from .nets import build_network
 from .schedules import NoiseSchedule
-
-_UNET_KEYS = ("base_channels", "channel_mults", "num_res_blocks", "attention_resolutions", "head_channels",
-              "dropout", "time_conditioning", "use_time", "rescale_skip", "num_classes", "patch_size")
-_MLP_KEYS = ("hidden", "depth", "use_time", "num_classes")
 
 
 def build_model(config: RunConfig) -> torch.nn.Module:
-    """The network described by ``config`` (image size and channels already resolved from the data)."""
-    m, d = config.model, config.data
-    if d.image_size is None or d.channels is None:
-        raise ValueError("resolve data.image_size and data.channels before building the model")
-    options = asdict(m)
-    keys = _UNET_KEYS if m.architecture == "unet" else _MLP_KEYS
-    kwargs = {k: options[k] for k in keys}
-    kwargs.update(image_size=d.image_size, in_channels=d.channels)
-    try:
-        return build_denoiser(m.architecture, **kwargs)
-    except ValueError as e:
-        raise DdpmError(str(e)) from None
+    """The network described by ``config`` (resolved: image size and channels known from the data)."""
+    if config.model.image_size is None:
+        raise ValueError("resolve the config with its data (RunConfig.resolved) before building the model")
+    return build_network(config.model)
 
 
 def build_schedule(config: RunConfig) -> NoiseSchedule:
     return NoiseSchedule.from_name(config.diffusion.schedule, config.diffusion.num_timesteps)
 
 
+def load_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Load ``weights`` into ``model``, or say in one sentence that they belong to another architecture."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as e:
+        raise DdpmError(f"{source}: weights do not fit the model its config describes ({str(e).splitlines()[0]})") from None
+
+
 def load_model(checkpoint: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu"):
     """(model in eval mode on ``device``, config, step) from a checkpoint file or run directory."""
-    from .train.checkpoint import load_weights
-
     config, weights, ema, step = load_weights(checkpoint)
     model = build_model(config)
-    try:
-        model.load_state_dict(ema if use_ema and ema else weights)
-    except RuntimeError as e:
-        raise DdpmError(f"{checkpoint}: weights do not fit the model its config describes ({str(e).splitlines()[0]})") from None
+    load_into(model, ema if use_ema and ema else weights, checkpoint)
     return model.to(device).eval(), config, step
 
 

@@ -16,13 +16,15 @@ from typing import Literal
 
 import torch
 
+from .errors import DdpmError
+
 Prediction = Literal["eps", "x0", "v"]
 PREDICTIONS: tuple[str, ...] = ("eps", "x0", "v")
 
 
 def check_prediction(prediction: str) -> None:
     if prediction not in PREDICTIONS:
-        raise ValueError(f"unknown prediction {prediction!r}; expected one of {', '.join(PREDICTIONS)}")
+        raise DdpmError(f"unknown prediction {prediction!r}; expected one of {', '.join(PREDICTIONS)}")
 
 
 def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:

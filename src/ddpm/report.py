@@ -11,11 +11,15 @@ from typing import Any
 
 import torch
 
+from .checkpoint import resolve_checkpoint
 from .data import load_dataset
+from .evaluate import table_cells
+from .generate import generate, labels_for
 from .guidance import ClassifierFreeGuidance, images_per_sample
+from .io import atomic_write_text
 from .models import build_schedule, load_model
-from .train.checkpoint import resolve_checkpoint
-from .viz import plots, process
+from .viz import plots, process, save_grid
+from .viz.images import save_image
 
 
 # The report's own sampling: a reverse trajectory of REVERSE_SAMPLES images with the run's sampler, and each
@@ -40,14 +44,15 @@ def _data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
-def make_pictures(run_dir: Path, out: Path, *, device="cpu", full_ddpm: bool = True, log=print,
-                  samples: torch.Tensor | None = None) -> dict[str, Path]:
-    """Draw every picture the run allows into ``out``; returns {name: path}. ``samples`` (uint8 [N, C, H, W],
-    one class per column when conditional) are shown as they are instead of drawing new ones."""
+def make_pictures(run_dir: Path, out: Path, model: torch.nn.Module, config, *, device="cpu", full_ddpm: bool = True,
+                  log=print, samples: torch.Tensor | None = None) -> dict[str, Path]:
+    """Draw every picture the run allows into ``out`` with ``model`` (on ``device``) and its ``config``; returns
+    {name: path}. ``samples`` (uint8 [N, C, H, W], one class per column when conditional) are shown as they are
+    instead of drawing new ones."""
     pictures: dict[str, Path] = {}
-    model, config, step = load_model(run_dir, device=device)
     d, s = config.data, config.sample
     k = config.model.num_classes
+    net = model
     if k and s.guidance:  # every picture samples as the run's [sample] settings say, guidance included
         model = ClassifierFreeGuidance(model, s.guidance, null_label=k)
     schedule = build_schedule(config).to(device)
@@ -57,8 +62,9 @@ def make_pictures(run_dir: Path, out: Path, *, device="cpu", full_ddpm: bool = T
 
     log("report: schedules and forward process")
     pictures["schedules"] = plots.plot_schedules(out / "schedules.png", T)
-    real = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels, limit=3, seed=1)
-    pictures["forward"] = _save(process.forward_strip(real.images, num_timesteps=T), out / "forward.png")
+    real = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels, limit=3, seed=1,
+                        test_fraction=d.test_fraction)
+    pictures["forward"] = save_image(process.forward_strip(real.images, num_timesteps=T), out / "forward.png")
 
     train, evals = plots.read_log(run_dir)
     if train:
@@ -71,18 +77,16 @@ def make_pictures(run_dir: Path, out: Path, *, device="cpu", full_ddpm: bool = T
                                                steps=s.steps, prediction=config.diffusion.prediction, clip_x0=s.clip_x0,
                                                cond={"y": cond["y"][:REVERSE_SAMPLES]} if cond else None, device=device)
     pictures["reverse_gif"] = process.trajectory_gif(record, final, out / "reverse.gif")
-    pictures["reverse_strip"] = _save(process.trajectory_strip(record, final), out / "reverse.png")
+    pictures["reverse_strip"] = save_image(process.trajectory_strip(record, final), out / "reverse.png")
     log(f"report: sampler comparison{' (incl. all ' + str(T) + ' DDPM steps)' if full_ddpm else ''}")
-    pictures["samplers"] = _save(process.sampler_comparison(model, schedule, shape, steps=min(COMPARISON_STEPS, T), num=COMPARISON_SAMPLES, prediction=config.diffusion.prediction,
-                                                            clip_x0=s.clip_x0, cond=cond, device=device, include_full=full_ddpm),
-                                 out / "samplers.png")
-    from .generate import generate
-    from .viz import save_grid
-
+    comparison = process.sampler_comparison(model, schedule, shape, steps=min(COMPARISON_STEPS, T), num=COMPARISON_SAMPLES,
+                                            prediction=config.diffusion.prediction, clip_x0=s.clip_x0, cond=cond,
+                                            device=device, include_full=full_ddpm)
+    pictures["samplers"] = save_image(comparison, out / "samplers.png")
     if samples is None:  # conditional: ten samples of each class, one class per column
-        samples = generate(model, schedule, num=10 * k if k else 64, shape=shape, sampler=s.sampler, steps=s.steps, eta=s.eta,
-                           prediction=config.diffusion.prediction, clip_x0=s.clip_x0,
-                           labels=torch.arange(10 * k) % k if k else None, device=device)
+        num = 10 * k if k else 64
+        samples = generate(net, schedule, num=num, shape=shape, **s.generate_options(), prediction=config.diffusion.prediction,
+                           labels=labels_for(k, num), device=device)
     pictures["samples"] = save_grid(samples, out / "samples.png", nrow=k or 8, scale=2)
     if [e for e in evals if "fid" in e or "domain_fid" in e]:
         pictures["metrics_vs_steps"] = plots.plot_metrics_vs_steps(evals, out / "metrics_vs_steps.png")
@@ -90,12 +94,6 @@ def make_pictures(run_dir: Path, out: Path, *, device="cpu", full_ddpm: bool = T
     if nll:
         pictures["nll_terms"] = plots.plot_nll_terms(nll[-1], out / "nll_terms.png")
     return pictures
-
-
-def _save(image, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
-    return path
 
 
 SECTIONS = [
@@ -123,8 +121,9 @@ def write_report(run_dir: str | Path, *, device="cpu", full_ddpm: bool = True, l
     run_dir = Path(run_dir)
     started = time.time()
     checkpoint = resolve_checkpoint(run_dir)
-    pictures = make_pictures(run_dir, run_dir / "report", device=device, full_ddpm=full_ddpm, log=log, samples=samples)
-    _, config, step = load_model(checkpoint)
+    model, config, step = load_model(checkpoint, device=device)
+    pictures = make_pictures(run_dir, run_dir / "report", model, config, device=device, full_ddpm=full_ddpm, log=log,
+                             samples=samples)
     train, evals = plots.read_log(run_dir)
     parts = [f"<h1>ddpm run: {html.escape(run_dir.name)}</h1>",
              f"<p>checkpoint step {step} ({html.escape(checkpoint.name)}); "
@@ -141,9 +140,7 @@ def write_report(run_dir: str | Path, *, device="cpu", full_ddpm: bool = True, l
     body = "\n".join(parts).replace("{elapsed}", f"{time.time() - started:.0f}")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>ddpm report: {html.escape(run_dir.name)}</title>"
             f"<style>{CSS}</style></head><body>{body}</body></html>")
-    path = run_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return atomic_write_text(run_dir / "report.html", page)
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -151,15 +148,8 @@ img{max-width:100%;image-rendering:pixelated;border:1px solid #ddd}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}section{margin-bottom:2em}"""
 
-EVAL_COLUMNS = [("sampler", "sampler", "{}"), ("steps", "steps", "{}"), ("num", "samples", "{}"), ("fid", "FID", "{:.2f}"),
-                ("domain_fid", "domain FID", "{:.3f}"), ("domain_is", "domain IS", "{:.2f}"),
-                ("domain_confident", "confident", "{:.1%}"), ("nll_bpd", "NLL bits/dim", "{:.3f}"),
-                ("checkpoint_step", "ckpt step", "{}"), ("wall_s", "wall s", "{:.0f}")]
-
-
 def _eval_table(evals: list[dict[str, Any]]) -> str:
-    cols = [c for c in EVAL_COLUMNS if any(e.get(c[0]) is not None for e in evals)]
-    head = "".join(f"<th>{name}</th>" for _, name, _ in cols)
-    rows = "".join("<tr>" + "".join(f"<td>{fmt.format(e[k]) if e.get(k) is not None else ''}</td>" for k, _, fmt in cols) + "</tr>"
-                   for e in evals)
-    return f"<table><tr>{head}</tr>{rows}</table>"
+    head, *rows = table_cells(evals)
+    cell = lambda tag, text: f"<{tag}>{html.escape(text)}</{tag}>"  # noqa: E731
+    return ("<table><tr>" + "".join(cell("th", h) for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(cell("td", c) for c in row) + "</tr>" for row in rows) + "</table>")

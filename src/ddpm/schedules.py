@@ -19,10 +19,14 @@ from typing import Literal, Sequence
 
 import torch
 
+from .errors import DdpmError
+
 ScheduleName = Literal["linear", "cosine", "sigmoid"]
 SCHEDULE_NAMES: tuple[str, ...] = ("linear", "cosine", "sigmoid")
 Spacing = Literal["uniform", "quadratic", "logsnr"]
 SPACINGS: tuple[str, ...] = ("uniform", "quadratic", "logsnr")
+Variance = Literal["beta", "beta_tilde"]  # the fixed reverse variances σ_t² of DDPM §3.2
+VARIANCES: tuple[str, ...] = ("beta", "beta_tilde")
 MAX_TIMESTEPS = 10_000
 MAX_BETA = 0.999  # improved DDPM clips β here so that no step destroys the signal outright
 
@@ -90,7 +94,7 @@ def spaced_timesteps(
     """
     _check_steps(num_timesteps, steps)
     if spacing not in SPACINGS:
-        raise ValueError(f"unknown spacing {spacing!r}; expected one of {', '.join(SPACINGS)}")
+        raise DdpmError(f"unknown spacing {spacing!r}; expected one of {', '.join(SPACINGS)}")
     if steps == 1:
         return [num_timesteps - 1]
     if spacing == "uniform":
@@ -101,7 +105,7 @@ def spaced_timesteps(
         wanted = [int((i * top / (steps - 1)) ** 2) for i in range(steps)]
         return _distinct(wanted, num_timesteps, keep_last=False)
     if alphas_cumprod is None:
-        raise ValueError("spacing='logsnr' needs the schedule's alphas_cumprod")
+        raise DdpmError("spacing='logsnr' needs the schedule's alphas_cumprod")
     lam = 0.5 * torch.log(alphas_cumprod / (1 - alphas_cumprod))  # decreasing in t
     grid = torch.linspace(lam[0].item(), lam[-1].item(), steps, dtype=torch.float64)
     wanted = [int(torch.argmin((lam - g).abs())) for g in grid.tolist()]
@@ -124,12 +128,12 @@ def _distinct(wanted: list[int], num_timesteps: int, keep_last: bool) -> list[in
 
 def _check_steps(num_timesteps: int, steps: int) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= num_timesteps:
-        raise ValueError(f"steps must be an integer in 1..{num_timesteps} (the schedule's T), got {steps!r}")
+        raise DdpmError(f"steps must be an integer in 1..{num_timesteps} (the schedule's T), got {steps!r}")
 
 
 def _check_num_timesteps(num_timesteps: int) -> None:
     if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or not 1 <= num_timesteps <= MAX_TIMESTEPS:
-        raise ValueError(f"num_timesteps must be an integer in 1..{MAX_TIMESTEPS}, got {num_timesteps!r}")
+        raise DdpmError(f"num_timesteps must be an integer in 1..{MAX_TIMESTEPS}, got {num_timesteps!r}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,9 +152,9 @@ class NoiseSchedule:
     def __post_init__(self) -> None:
         betas = torch.as_tensor(self.betas)
         if betas.ndim != 1 or len(betas) < 1 or len(betas) > MAX_TIMESTEPS:
-            raise ValueError(f"betas must be a 1-D tensor with 1..{MAX_TIMESTEPS} entries, got shape {tuple(betas.shape)}")
+            raise DdpmError(f"betas must be a 1-D tensor with 1..{MAX_TIMESTEPS} entries, got shape {tuple(betas.shape)}")
         if not torch.isfinite(betas).all() or (betas <= 0).any() or (betas > 1).any():
-            raise ValueError("betas must be finite and in (0, 1]")
+            raise DdpmError("betas must be finite and in (0, 1]")
         betas = betas.to(torch.float64)
         object.__setattr__(self, "betas", betas)
         object.__setattr__(self, "timesteps", torch.as_tensor(self.timesteps, dtype=torch.long, device=betas.device))
@@ -159,9 +163,11 @@ class NoiseSchedule:
         one = torch.ones(1, dtype=torch.float64, device=betas.device)
         alphas_cumprod_prev = torch.cat([one, alphas_cumprod[:-1]])
         posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
-        # β̃_0 = 0, so its log is -inf: like improved-diffusion, the clipped log repeats β̃_1 at t = 0
-        # (only the variance of the *last* sampling step, where no noise is added, is affected).
+        # β̃_0 = 0, so its log is -inf: like improved-diffusion, the clipped log repeats β̃_1 at t = 0 (only the
+        # variance of the *last* sampling step, where no noise is added, and the decoder L_0 see it).
+        # The one home of this rule: ``fixed_log_variance`` uses the same value at t = 0 for σ² = β too.
         first = posterior_variance[1:2] if len(betas) > 1 else betas[:1]
+        object.__setattr__(self, "_first_variance", first)
         derived = dict(
             alphas=alphas,
             alphas_cumprod=alphas_cumprod,
@@ -187,7 +193,7 @@ class NoiseSchedule:
     def from_name(cls, name: ScheduleName, num_timesteps: int = 1000) -> "NoiseSchedule":
         """Build the ``linear``, ``cosine`` or ``sigmoid`` schedule with T = ``num_timesteps`` (1 ≤ T ≤ 10 000)."""
         if name not in _BETA_BUILDERS:
-            raise ValueError(f"unknown schedule {name!r}; expected one of {', '.join(SCHEDULE_NAMES)}")
+            raise DdpmError(f"unknown schedule {name!r}; expected one of {', '.join(SCHEDULE_NAMES)}")
         _check_num_timesteps(num_timesteps)
         return cls.from_betas(_BETA_BUILDERS[name](num_timesteps), name=name)
 
@@ -200,9 +206,11 @@ class NoiseSchedule:
         """
         keep = torch.as_tensor(list(timesteps) if not torch.is_tensor(timesteps) else timesteps, dtype=torch.long)
         if keep.ndim != 1 or len(keep) < 1:
-            raise ValueError("timesteps to keep must be a non-empty 1-D sequence")
+            raise DdpmError("timesteps to keep must be a non-empty 1-D sequence")
         if (keep < 0).any() or (keep >= self.num_timesteps).any() or (keep[1:] <= keep[:-1]).any():
-            raise ValueError(f"timesteps to keep must be strictly increasing integers in 0..{self.num_timesteps - 1}")
+            raise DdpmError(f"timesteps to keep must be strictly increasing integers in 0..{self.num_timesteps - 1}")
+        if len(keep) == self.num_timesteps:  # every step kept: this very schedule (bit for bit)
+            return self
         keep = keep.to(self.betas.device)
         alpha_bar = self.alphas_cumprod[keep]
         prev = torch.cat([torch.ones(1, dtype=torch.float64, device=alpha_bar.device), alpha_bar[:-1]])
@@ -211,7 +219,7 @@ class NoiseSchedule:
     def respaced(self, steps: int, spacing: Spacing = "uniform") -> "NoiseSchedule":
         """Shorthand for ``respace(spaced_timesteps(T, steps, spacing, ᾱ))``; returns self when steps == T."""
         if spacing not in SPACINGS:
-            raise ValueError(f"unknown spacing {spacing!r}; expected one of {', '.join(SPACINGS)}")
+            raise DdpmError(f"unknown spacing {spacing!r}; expected one of {', '.join(SPACINGS)}")
         if steps == self.num_timesteps:
             _check_steps(self.num_timesteps, steps)
             return self
@@ -262,6 +270,15 @@ class NoiseSchedule:
         """Mean [B, …], variance and clipped log-variance [B, 1, …] of q(x_{t−1} | x_t, x_0) (DDPM eq. 6–7)."""
         mean = self.gather("posterior_mean_coef1", t, x_t) * x0 + self.gather("posterior_mean_coef2", t, x_t) * x_t
         return mean, self.gather("posterior_variance", t, x_t), self.gather("posterior_log_variance_clipped", t, x_t)
+
+    def fixed_log_variance(self, variance: Variance) -> torch.Tensor:
+        """log σ_t², float64 [T], of the fixed reverse variances of DDPM §3.2: σ² = β̃_t (``"beta_tilde"``) or
+        β_t (``"beta"``), with β̃_1 at t = 0 for both (improved-diffusion's choice: β̃_0 = 0 has no log)."""
+        if variance == "beta_tilde":
+            return self.posterior_log_variance_clipped
+        if variance == "beta":
+            return torch.log(torch.cat([self._first_variance, self.betas[1:]]))
+        raise DdpmError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
 
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio ᾱ_t / (1 − ᾱ_t), float64 [T]."""

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from .config import RunConfig
+from .io import atomic_write_text
 
 
 def write_summary(run_dir: Path, config: RunConfig, summary: dict[str, Any]) -> Path:
@@ -19,8 +20,9 @@ def write_summary(run_dir: Path, config: RunConfig, summary: dict[str, Any]) -> 
         f"# Run summary: {run_dir.name}",
         "",
         f"- data: {config.data.dataset}, {config.data.image_size}×{config.data.image_size}, {config.data.channels} channel(s)",
-        f"- model: {m.architecture}, {summary['parameters'] / 1e6:.2f}M parameters, widths {m.base_channels}×{list(m.channel_mults)}"
-        + (f", {m.patch_size}×{m.patch_size} patches" if m.architecture == "unet" and m.patch_size > 1 else "")
+        f"- model: {m.ARCHITECTURE}, {summary['parameters'] / 1e6:.2f}M parameters"
+        + (f", widths {m.base_channels}×{list(m.channel_mults)}" if m.ARCHITECTURE == "unet" else f", {m.depth}×{m.hidden} wide")
+        + (f", {m.patch_size}×{m.patch_size} patches" if m.ARCHITECTURE == "unet" and m.patch_size > 1 else "")
         + (f", conditioned on {m.num_classes} classes (labels dropped {t.label_dropout:.0%} of the time)" if m.num_classes else ""),
         f"- diffusion: {config.diffusion.schedule} schedule, T = {config.diffusion.num_timesteps}, predicts {config.diffusion.prediction}",
         f"- training: {summary['steps']} steps of batch {t.batch_size} ({summary['steps'] * t.batch_size} images) in "
@@ -39,6 +41,4 @@ def write_summary(run_dir: Path, config: RunConfig, summary: dict[str, Any]) -> 
         "",
         "Progress grids from one fixed latent are in `progress/`; the loss log is `metrics.jsonl`.",
     ]
-    path = run_dir / "summary.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return atomic_write_text(run_dir / "summary.md", "\n".join(lines) + "\n")

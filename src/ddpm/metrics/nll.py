@@ -14,26 +14,14 @@ Cost: T network evaluations per batch of images.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
-from ..errors import DdpmError
+from .. import rng
 from ..losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
 from ..parameterization import Prediction, to_x0_eps
-from ..schedules import NoiseSchedule
-
-Variance = Literal["beta", "beta_tilde"]
-
-
-def model_log_variance(schedule: NoiseSchedule, variance: Variance) -> torch.Tensor:
-    """log σ_t², float64 [T], for the fixed variances of DDPM §3.2 (β̃_1 standing in at t = 0)."""
-    if variance == "beta_tilde":
-        return schedule.posterior_log_variance_clipped
-    if variance == "beta":
-        first = schedule.posterior_variance[1:2] if schedule.num_timesteps > 1 else schedule.betas[:1]
-        return torch.log(torch.cat([first, schedule.betas[1:]]))
-    raise DdpmError(f"unknown variance {variance!r}; expected beta or beta_tilde")
+from ..schedules import NoiseSchedule, Variance
 
 
 def prior_bpd(schedule: NoiseSchedule, x0: torch.Tensor) -> torch.Tensor:
@@ -63,7 +51,7 @@ def vlb_terms(
     Returns float64 tensors: ``terms`` [B, T] (column 0 is L_0, column t the KL term L_t), ``prior`` [B]
     (L_T) and ``total`` [B] = Σ terms + prior, the NLL bound of each image.
     """
-    model_logvar_all = model_log_variance(schedule, variance)
+    model_logvar_all = schedule.fixed_log_variance(variance)
     device = x0.device
     T = schedule.num_timesteps
     terms = torch.zeros(len(x0), T, dtype=torch.float64)
@@ -71,7 +59,7 @@ def vlb_terms(
     x0_64 = x0.double()
     for t_index in reversed(range(T)):
         t = torch.full((len(x0),), t_index, dtype=torch.long, device=device)
-        noise = torch.randn(x0.shape, generator=generator, device=generator.device if generator else device).to(device, x0.dtype)
+        noise = rng.randn(x0.shape, generator, device, x0.dtype)
         x_t = schedule.q_sample(x0, t, noise)
         t_model = schedule.timesteps.to(device)[t]
         output = model(x_t, t_model, **cond)

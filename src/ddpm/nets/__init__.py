@@ -1,27 +1,39 @@
-"""Denoiser networks. They know nothing about diffusion: (x, t, y) → tensor shaped like x."""
+"""Denoiser networks. They know nothing about diffusion: (x, t, y) → tensor shaped like x.
+
+Each network's config dataclass is THE config of that network (``UNet(UNetConfig(...))``, as nanoGPT's
+``GPT(GPTConfig)``); a run config nests one of them as its ``[model]`` section.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, fields
-from typing import Any
+from dataclasses import fields
+from typing import Any, Union
 
 from torch import nn
 
+from ..errors import DdpmError
 from .mlp import MLP, MLPConfig
 from .unet import UNet, UNetConfig
 
-ARCHITECTURES = {"unet": (UNet, UNetConfig), "mlp": (MLP, MLPConfig)}
+NetConfig = Union[UNetConfig, MLPConfig]
+ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {"unet": (UNet, UNetConfig), "mlp": (MLP, MLPConfig)}
+
+
+def build_network(config: NetConfig, out_channels: int | None = None) -> nn.Module:
+    """The network a config describes (``out_channels`` defaults to the input's)."""
+    net_cls, _ = ARCHITECTURES[config.ARCHITECTURE]
+    return net_cls(config, out_channels=out_channels)
 
 
 def build_denoiser(architecture: str, **options: Any) -> nn.Module:
     """Build ``architecture`` ("unet" | "mlp") from its config fields; unknown fields are an error."""
     if architecture not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {architecture!r}; expected one of {', '.join(ARCHITECTURES)}")
-    net_cls, cfg_cls = ARCHITECTURES[architecture]
-    allowed = {f.name for f in fields(cfg_cls)}
-    unknown = sorted(set(options) - allowed)
+        raise DdpmError(f"unknown architecture {architecture!r}; expected one of {', '.join(ARCHITECTURES)}")
+    cfg_cls = ARCHITECTURES[architecture][1]
+    unknown = sorted(set(options) - {f.name for f in fields(cfg_cls)})
     if unknown:
-        raise ValueError(f"unknown model option(s) {', '.join(unknown)} for {architecture}; allowed: {', '.join(sorted(allowed))}")
-    return net_cls(cfg_cls(**options))
+        raise DdpmError(f"unknown model option(s) {', '.join(unknown)} for {architecture}; "
+                        f"allowed: {', '.join(sorted(f.name for f in fields(cfg_cls)))}")
+    return build_network(cfg_cls(**options))
 
 
-__all__ = ["ARCHITECTURES", "MLP", "MLPConfig", "UNet", "UNetConfig", "asdict", "build_denoiser"]
+__all__ = ["ARCHITECTURES", "MLP", "MLPConfig", "NetConfig", "UNet", "UNetConfig", "build_denoiser", "build_network"]

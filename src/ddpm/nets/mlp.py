@@ -3,16 +3,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from ..errors import DdpmError
 from .layers import timestep_embedding
 
 
 @dataclass
 class MLPConfig:
-    image_size: int = 28
+    """THE config of the MLP, nested as ``[model]`` with ``architecture = "mlp"`` in a run's config (where
+    ``image_size``, ``in_channels`` and ``num_classes`` come from the data)."""
+
+    ARCHITECTURE: ClassVar[str] = "mlp"
+
+    image_size: int | None = None
     in_channels: int = 1
     hidden: int = 1024
     depth: int = 4
@@ -20,22 +27,30 @@ class MLPConfig:
     num_classes: int | None = None
 
     def __post_init__(self) -> None:
-        if self.hidden < 1 or self.depth < 1 or self.image_size < 1 or self.in_channels < 1:
-            raise ValueError("model config: hidden, depth, image_size and in_channels must be positive")
+        self.validate()
+
+    def validate(self) -> None:
+        if self.hidden < 1 or self.depth < 1 or (self.image_size is not None and self.image_size < 1) or self.in_channels < 1:
+            raise DdpmError("model config: hidden, depth, image_size and in_channels must be positive")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise DdpmError(f"model config: num_classes must be positive or None, got {self.num_classes}")
 
 
 class MLP(nn.Module):
     """x [B, C, H, W] flattened, residual SiLU layers each adding the time (and label) embedding → [B, C, H, W]."""
 
-    def __init__(self, config: MLPConfig):
+    def __init__(self, config: MLPConfig, out_channels: int | None = None):
         super().__init__()
+        if config.image_size is None:
+            raise DdpmError("MLPConfig.image_size must be set to build an MLP")
         self.config = c = config
         dim = c.in_channels * c.image_size**2
+        out_dim = (out_channels or c.in_channels) * c.image_size**2
         self.input = nn.Linear(dim, c.hidden)
         self.time_embed = nn.Sequential(nn.Linear(128, c.hidden), nn.SiLU(), nn.Linear(c.hidden, c.hidden)) if c.use_time else None
         self.label_embed = nn.Embedding(c.num_classes + 1, c.hidden) if c.num_classes else None
         self.layers = nn.ModuleList(nn.Sequential(nn.LayerNorm(c.hidden), nn.SiLU(), nn.Linear(c.hidden, c.hidden)) for _ in range(c.depth))
-        self.output = nn.Sequential(nn.LayerNorm(c.hidden), nn.SiLU(), nn.Linear(c.hidden, dim))
+        self.output = nn.Sequential(nn.LayerNorm(c.hidden), nn.SiLU(), nn.Linear(c.hidden, out_dim))
         nn.init.zeros_(self.output[-1].weight)
         nn.init.zeros_(self.output[-1].bias)
 
@@ -51,4 +66,4 @@ class MLP(nn.Module):
             raise ValueError("this model is unconditional (num_classes=None) but labels y were given")
         for layer in self.layers:
             h = (h + layer(h + emb)) / math.sqrt(2)
-        return self.output(h).reshape(x.shape)
+        return self.output(h).reshape(x.shape[0], -1, *x.shape[2:])

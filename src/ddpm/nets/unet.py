@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import DdpmError
 from .layers import AttentionBlock, ResBlock, group_norm, timestep_embedding, zero_init
 
 TimeConditioning = Literal["adagn", "add"]
@@ -15,19 +16,22 @@ TimeConditioning = Literal["adagn", "add"]
 
 @dataclass
 class UNetConfig:
-    """Sizes and switches of the U-Net; ``image_size`` is the side of the (square) input.
+    """Sizes and switches of the U-Net: THE config of this network, nested as ``[model]`` in a run's config
+    (with ``architecture = "unet"``), where ``image_size``, ``in_channels`` and ``num_classes`` come from the data.
 
+    ``image_size`` is the side of the (square) input; None until known (the checks that need it wait).
     The DDPM CIFAR-10 model (35.7M parameters) is base_channels=128, channel_mults=(1, 2, 2, 2),
     num_res_blocks=2, attention_resolutions=(16,), dropout=0.1, time_conditioning="add", rescale_skip=True.
     """
 
-    image_size: int = 28
+    ARCHITECTURE: ClassVar[str] = "unet"
+
+    image_size: int | None = None
     in_channels: int = 1
-    out_channels: int | None = None  # None: same as in_channels (ε, x₀ or v prediction)
     base_channels: int = 64
     channel_mults: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = (14,)  # feature-map sides that get self-attention
+    attention_resolutions: tuple[int, ...] = (7,)  # feature-map sides that get self-attention
     head_channels: int = 64
     dropout: float = 0.1
     time_conditioning: TimeConditioning = "adagn"
@@ -47,18 +51,32 @@ class UNetConfig:
 
     def resolutions(self) -> list[int]:
         """Feature-map sides, one per level: image_size/patch_size, then halved at each level."""
+        if self.image_size is None:
+            raise DdpmError("model config: image_size is not known yet (it comes from the data)")
         return [self.image_size // self.patch_size // 2**i for i in range(len(self.channel_mults))]
 
     def validate(self) -> None:
-        def bad(msg: str) -> ValueError:
-            return ValueError(f"model config: {msg}")
+        """Every rule of this config, each failure one sentence naming the key (DdpmError)."""
+        def bad(msg: str) -> DdpmError:
+            return DdpmError(f"model config: {msg}")
 
+        if self.in_channels < 1 or self.base_channels < 1 or self.num_res_blocks < 1 or not self.channel_mults \
+                or min(self.channel_mults) < 1 or self.head_channels < 1 or self.norm_groups < 1:
+            raise bad("in_channels, base_channels, num_res_blocks, channel_mults, head_channels and norm_groups must be positive")
+        if self.patch_size < 1:
+            raise bad(f"patch_size must be positive, got {self.patch_size}")
+        if self.time_conditioning not in ("adagn", "add"):
+            raise bad(f"time_conditioning must be 'adagn' or 'add', got {self.time_conditioning!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise bad(f"num_classes must be positive or None, got {self.num_classes}")
+        if self.image_size is None:
+            return  # the rules below need the image size, which a run config learns from its data
         if self.image_size < 4:
             raise bad(f"image_size must be at least 4, got {self.image_size}")
-        if self.patch_size < 1 or self.image_size % self.patch_size:
+        if self.image_size % self.patch_size:
             raise bad(f"patch_size must be a positive divisor of image_size {self.image_size}, got {self.patch_size}")
-        if self.in_channels < 1 or self.base_channels < 1 or self.num_res_blocks < 1 or not self.channel_mults:
-            raise bad("in_channels, base_channels, num_res_blocks and channel_mults must be positive")
         levels = len(self.channel_mults)
         if (self.image_size // self.patch_size) % 2 ** (levels - 1):
             raise bad(f"image_size/patch_size = {self.image_size // self.patch_size} must be divisible by 2^{levels - 1} "
@@ -66,12 +84,6 @@ class UNetConfig:
         unreachable = sorted(set(self.attention_resolutions) - set(self.resolutions()))
         if unreachable:
             raise bad(f"attention_resolutions {unreachable} are never reached; the feature maps are {self.resolutions()}")
-        if self.time_conditioning not in ("adagn", "add"):
-            raise bad(f"time_conditioning must be 'adagn' or 'add', got {self.time_conditioning!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise bad(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise bad(f"num_classes must be positive or None, got {self.num_classes}")
 
 
 class UNet(nn.Module):
@@ -80,10 +92,14 @@ class UNet(nn.Module):
 
     forward(x [B, C, H, W], t [B] int timesteps, y [B] int labels or None) → [B, C_out, H, W].
     With class conditioning, y = num_classes (or y=None) is the "no label" input of classifier-free guidance.
+    ``out_channels`` (default: in_channels, an ε, x₀ or v prediction) is decided by what the diffusion
+    model predicts, not by the network's config.
     """
 
-    def __init__(self, config: UNetConfig):
+    def __init__(self, config: UNetConfig, out_channels: int | None = None):
         super().__init__()
+        if config.image_size is None:
+            raise DdpmError("UNetConfig.image_size must be set to build a U-Net")
         self.config = c = config
         ch = c.base_channels
         emb_dim = 4 * ch if (c.use_time or c.num_classes) else None
@@ -123,7 +139,7 @@ class UNet(nn.Module):
                 if level > 0 and i == c.num_res_blocks:
                     blocks.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cur, cur, 3, padding=1)))
                 self.up.append(nn.ModuleList(blocks))
-        self.out = nn.Sequential(group_norm(cur, c.norm_groups), nn.SiLU(), zero_init(nn.Conv2d(cur, (c.out_channels or c.in_channels) * patch_area, 3, padding=1)))
+        self.out = nn.Sequential(group_norm(cur, c.norm_groups), nn.SiLU(), zero_init(nn.Conv2d(cur, (out_channels or c.in_channels) * patch_area, 3, padding=1)))
 
     def embed(self, t: torch.Tensor, y: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
         emb = None

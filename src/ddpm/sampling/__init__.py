@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import torch
 
+from ..errors import DdpmError
+
 from ..schedules import NoiseSchedule
 from .common import StepInfo
 from .ddim import ddim
@@ -34,12 +36,12 @@ def sample(
     ``callback``, …); one that the sampler does not take is an error rather than silently ignored.
     """
     if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+        raise DdpmError(f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     fn = SAMPLERS[sampler]
     accepted = [p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY]
     for key in options:
         if key not in accepted:
-            raise ValueError(f"sampler {sampler!r} takes no option {key!r}; its options are {', '.join(accepted)}")
+            raise DdpmError(f"sampler {sampler!r} takes no option {key!r}; its options are {', '.join(accepted)}")
     return fn(model, schedule, x_T, **options)
 
 

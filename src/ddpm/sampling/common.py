@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 
+from .. import rng
+from ..errors import DdpmError
 from ..parameterization import Prediction, check_prediction, to_x0_eps
-from ..schedules import NoiseSchedule, _check_steps
+from ..schedules import NoiseSchedule, Spacing, _check_steps, spaced_timesteps
 
 Model = Callable[..., torch.Tensor]
 
@@ -46,7 +48,7 @@ class Denoiser:
         output = self.model(x_t, t, **self.cond)
         if not torch.is_tensor(output) or output.shape != x_t.shape:
             got = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
-            raise ValueError(
+            raise DdpmError(
                 f"model returned {got} for x_t of shape {tuple(x_t.shape)}; "
                 f"a {self.prediction!r} prediction must have the shape of x_t"
             )
@@ -54,27 +56,37 @@ class Denoiser:
 
 
 def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """Standard normal noise shaped like x, drawn on the generator's device so a seed gives the same
-    noise whether x lives on the CPU or a GPU."""
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+    """Standard normal noise shaped like x (see ``ddpm.rng``: the same for a seed on any device)."""
+    return rng.randn(x.shape, generator, x.device, x.dtype)
 
 
 def check_x_T(x_T: Any) -> None:
     if not torch.is_tensor(x_T) or not x_T.is_floating_point() or x_T.ndim < 2:
-        raise ValueError("x_T must be a floating-point tensor of shape [B, …] (batch first)")
+        raise DdpmError("x_T must be a floating-point tensor of shape [B, …] (batch first)")
 
 
-def prepare(schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None) -> tuple[NoiseSchedule, int]:
-    """Move the schedule to x_T's device once and resolve ``steps`` (None = all T steps)."""
+def prepare(schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None, spacing: Spacing,
+            timesteps: Sequence[int] | None) -> tuple[NoiseSchedule, list[int]]:
+    """Move the schedule to x_T's device once and resolve which timesteps a sampler visits, increasing:
+    ``timesteps`` when given (as k-diffusion's samplers take their sigmas), else ``steps`` of the T chosen by
+    ``spacing`` (None = all T). Each visited timestep costs one model evaluation."""
     if not isinstance(schedule, NoiseSchedule):
-        raise ValueError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
+        raise DdpmError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     check_x_T(x_T)
-    steps = schedule.num_timesteps if steps is None else steps
-    _check_steps(schedule.num_timesteps, steps)
-    return schedule.to(x_T.device), steps
+    T = schedule.num_timesteps
+    if timesteps is None:
+        steps = T if steps is None else steps
+        _check_steps(T, steps)
+        chosen = spaced_timesteps(T, steps, spacing, schedule.alphas_cumprod.cpu())
+    else:
+        chosen = [int(t) for t in (timesteps.tolist() if torch.is_tensor(timesteps) else timesteps)]
+        if not chosen or any(b <= a for a, b in zip(chosen, chosen[1:])) or chosen[0] < 0 or chosen[-1] >= T:
+            raise DdpmError(f"timesteps must be a non-empty, strictly increasing list of integers in 0..{T - 1}")
+        if steps is not None and steps != len(chosen):
+            raise DdpmError(f"steps = {steps} disagrees with the {len(chosen)} timesteps given; give one of them")
+    return schedule.to(x_T.device), chosen
 
 
 def check_choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(map(str, allowed))}")
+        raise DdpmError(f"unknown {name} {value!r}; expected one of {', '.join(map(str, allowed))}")

@@ -1,9 +1,11 @@
 """DDIM sampling (Song, Meng & Ermon 2021, eq. 12) with stochasticity η on S respaced steps."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
+
+from ..errors import DdpmError
 
 from ..parameterization import Prediction
 from ..schedules import NoiseSchedule, Spacing
@@ -22,6 +24,7 @@ def ddim(
     generator: torch.Generator | None = None,
     callback: Callback = None,
     cond: Mapping[str, Any] | None = None,
+    timesteps: Sequence[int] | None = None,
     eta: float = 0.0,
     spacing: Spacing = "uniform",
 ) -> torch.Tensor:
@@ -32,9 +35,10 @@ def ddim(
     respaced steps. The last step lands on ᾱ_prev = 1 and returns x̂₀. x_T [B, …] → x₀ [B, …].
     """
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must be a number in [0, 1], got {eta!r}")
-    schedule, steps = prepare(schedule, x_T, steps)
-    coefs = schedule.respaced(steps, spacing)
+        raise DdpmError(f"eta must be a number in [0, 1], got {eta!r}")
+    schedule, visited = prepare(schedule, x_T, steps, spacing, timesteps)
+    steps = len(visited)
+    coefs = schedule.respace(visited)
     denoise = Denoiser(model, prediction, clip_x0, cond)
     alpha_bar = coefs.alphas_cumprod.tolist()
     alpha_bar_prev = coefs.alphas_cumprod_prev.tolist()

@@ -1,16 +1,14 @@
 """Ancestral DDPM sampling (Ho et al. 2020, Algorithm 2), on all steps or a subset of them."""
 from __future__ import annotations
 
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 import torch
 
 from ..parameterization import Prediction
-from ..schedules import NoiseSchedule, Spacing, spaced_timesteps
+from ..schedules import VARIANCES, NoiseSchedule, Spacing, Variance
 from .common import Callback, Denoiser, Model, StepInfo, check_choice, prepare, randn_like
 
-Variance = Literal["beta", "beta_tilde"]
-VARIANCES = ("beta", "beta_tilde")
 Skip = Literal["respace", "naive"]
 SKIPS = ("respace", "naive")
 
@@ -27,6 +25,7 @@ def ddpm(
     generator: torch.Generator | None = None,
     callback: Callback = None,
     cond: Mapping[str, Any] | None = None,
+    timesteps: Sequence[int] | None = None,
     variance: Variance = "beta_tilde",
     skip: Skip = "respace",
     spacing: Spacing = "uniform",
@@ -35,7 +34,7 @@ def ddpm(
 
     μ̃ is the posterior mean of DDPM eq. 7 with x₀ replaced by the model's estimate (eq. 11 for ε);
     σ_t² is β_t (``variance="beta"``) or β̃_t (``"beta_tilde"``), DDPM §3.2.
-    With ``steps`` < T only ``steps`` timesteps (chosen by ``spacing``) are visited:
+    With ``steps`` < T only ``steps`` timesteps (chosen by ``spacing``, or the explicit ``timesteps``) are visited:
     - ``skip="respace"`` samples the respaced process whose β are recomputed from ᾱ at the kept steps
       (improved DDPM §4), the principled way;
     - ``skip="naive"`` keeps each kept step's ORIGINAL β_t and posterior coefficients, as if the skipped
@@ -44,18 +43,16 @@ def ddpm(
     """
     check_choice("variance", variance, VARIANCES)
     check_choice("skip", skip, SKIPS)
-    schedule, steps = prepare(schedule, x_T, steps)
-    if skip == "naive":
-        coefs, indices = schedule, spaced_timesteps(schedule.num_timesteps, steps, spacing, schedule.alphas_cumprod.cpu())
-    else:
-        coefs = schedule.respaced(steps, spacing)
-        indices = list(range(steps))
+    schedule, visited = prepare(schedule, x_T, steps, spacing, timesteps)
+    steps = len(visited)
+    # the same visited timesteps either way; only the coefficients used at them differ
+    coefs, indices = (schedule, visited) if skip == "naive" else (schedule.respace(visited), list(range(steps)))
     denoise = Denoiser(model, prediction, clip_x0, cond)
     # Per-step coefficients as Python floats, read once: a step then costs three fused tensor ops.
     alpha_bar = coefs.alphas_cumprod.tolist()
     coef_x0 = coefs.posterior_mean_coef1.tolist()
     coef_xt = coefs.posterior_mean_coef2.tolist()
-    var = (coefs.betas if variance == "beta" else coefs.posterior_variance).tolist()
+    var = coefs.fixed_log_variance(variance).exp().tolist()
     t_original = coefs.timesteps.tolist()
 
     x = x_T

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
+
+from ..errors import DdpmError
 
 from ..parameterization import Prediction
 from ..schedules import NoiseSchedule, Spacing
@@ -23,6 +25,7 @@ def dpm_solver_pp(
     generator: torch.Generator | None = None,
     callback: Callback = None,
     cond: Mapping[str, Any] | None = None,
+    timesteps: Sequence[int] | None = None,
     order: int = 2,
     spacing: Spacing = "logsnr",
 ) -> torch.Tensor:
@@ -40,9 +43,10 @@ def dpm_solver_pp(
     signature and unused. x_T [B, …] → x₀ [B, …].
     """
     if order not in (1, 2):
-        raise ValueError(f"order must be 1 or 2, got {order!r}")
-    schedule, steps = prepare(schedule, x_T, steps)
-    coefs = schedule.respaced(steps, spacing)
+        raise DdpmError(f"order must be 1 or 2, got {order!r}")
+    schedule, visited = prepare(schedule, x_T, steps, spacing, timesteps)
+    steps = len(visited)
+    coefs = schedule.respace(visited)
     denoise = Denoiser(model, prediction, clip_x0, cond)
     alpha_bar = coefs.alphas_cumprod.tolist()
     alpha = [a ** 0.5 for a in alpha_bar]

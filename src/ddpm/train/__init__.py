@@ -1,5 +1,5 @@
-"""Training: the loop (trainer.py) and checkpoints (checkpoint.py)."""
-from .checkpoint import load_weights, save_weights
-from .trainer import Trainer
+"""Training: the run directory's lifecycle (run_dir.py), the resume state (state.py), one optimiser step
+(step.py) and the loop with its cadence (trainer.py)."""
+from .trainer import Interrupted, Trainer
 
-__all__ = ["Trainer", "load_weights", "save_weights"]
+__all__ = ["Interrupted", "Trainer"]

@@ -10,6 +10,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from ..errors import DdpmError
+from ..io import atomic_write
+
 
 def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
     """uint8 [N, C, H, W] → one uint8 image [rows·(H+pad)+pad, cols·(W+pad)+pad, C] on a black ground."""
@@ -31,12 +34,18 @@ def to_pil(array: np.ndarray, scale: int = 1) -> Image.Image:
     return im
 
 
+def save_image(image: Image.Image, path: str | Path, **options) -> Path:
+    """Write a Pillow image atomically, in the format its suffix names (.png, .gif, …)."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise DdpmError(f"{path}: unknown image format {path.suffix!r}")
+    return atomic_write(path, lambda f: image.save(f, format=fmt, **options))
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 1) -> Path:
     """Save uint8 [N, C, H, W] as a PNG grid (grayscale when C = 1), optionally enlarged ``scale``× (nearest)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(make_grid(images, nrow), scale).save(path)
-    return path
+    return save_image(to_pil(make_grid(images, nrow), scale), path)
 
 
 def labelled_panel(cells: torch.Tensor, row_labels: Sequence[str], col_labels: Sequence[str], scale: int = 2,
@@ -76,10 +85,7 @@ def _text_width(font, text: str) -> int:
 def save_gif(frames: Sequence[Image.Image], path: str | Path, duration_ms: int = 120, final_pause_ms: int = 1200) -> Path:
     """Write an endlessly looping GIF; the last frame stays up longer so the result can be seen."""
     if not frames:
-        raise ValueError("a GIF needs at least one frame")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+        raise DdpmError("a GIF needs at least one frame")
     durations = [duration_ms] * (len(frames) - 1) + [final_pause_ms]
     frames = [f.convert("RGB") for f in frames]
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False)
-    return path
+    return save_image(frames[0], path, save_all=True, append_images=frames[1:], duration=durations, loop=0, optimize=False)

@@ -8,6 +8,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import DdpmError
+from ..io import atomic_write
 from ..schedules import NoiseSchedule
 
 
@@ -22,10 +24,10 @@ def _pyplot():
 
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
-    return path
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".") or "png", dpi=100, bbox_inches="tight"))
+    finally:
+        _pyplot().close(fig)
 
 
 def read_log(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -65,7 +67,7 @@ def plot_loss(run_dir: Path, path: str | Path, smoothing: float | None = None) -
     The default smoothing spans about a tenth of the records (at most 0.9, i.e. ~10 records)."""
     train, _ = read_log(run_dir)
     if not train:
-        raise ValueError(f"{run_dir} has no training records in metrics.jsonl")
+        raise DdpmError(f"{run_dir} has no training records in metrics.jsonl")
     steps = np.array([r["step"] for r in train])
     loss = np.array([r["loss"] for r in train])
     if smoothing is None:
@@ -90,7 +92,7 @@ def plot_loss_heatmap(run_dir: Path, path: str | Path) -> Path:
     train, _ = read_log(run_dir)
     records = [r for r in train if r.get("loss_per_bucket")]
     if not records:
-        raise ValueError(f"{run_dir} has no per-timestep losses in metrics.jsonl")
+        raise DdpmError(f"{run_dir} has no per-timestep losses in metrics.jsonl")
     table = np.array([[np.nan if v is None else v for v in r["loss_per_bucket"]] for r in records], dtype=float).T
     first = np.array([row[np.isfinite(row)][0] if np.isfinite(row).any() else np.nan for row in table])
     rel = table / first[:, None]
@@ -112,7 +114,7 @@ def plot_metrics_vs_steps(evals: list[dict[str, Any]], path: str | Path) -> Path
     metrics = [(k, name) for k, name in (("fid", "FID"), ("domain_fid", "domain FID"), ("domain_confident", "confident share"))
                if any(k in e for e in evals)]
     if not metrics:
-        raise ValueError("no evaluation records with sample metrics")
+        raise DdpmError("no evaluation records with sample metrics")
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.4), squeeze=False)
     for ax, (key, name) in zip(axes[0], metrics):

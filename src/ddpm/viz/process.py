@@ -8,7 +8,8 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from ..generate import to_uint8
+from ..data import to_uint8
+from ..errors import DdpmError
 from ..sampling import StepInfo, sample
 from ..schedules import NoiseSchedule
 from .images import labelled_panel, make_grid, save_gif, to_pil
@@ -120,7 +121,7 @@ def progress_gif(run_dir: Path, path: str | Path, scale: int = 2) -> Path:
     """GIF of the fixed-latent grids the trainer saved (progress/step_*.png), one frame per grid."""
     grids = sorted((Path(run_dir) / "progress").glob("step_*.png"))
     if not grids:
-        raise ValueError(f"{run_dir} has no progress grids (progress/step_*.png); train with train.sample_every > 0")
+        raise DdpmError(f"{run_dir} has no progress grids (progress/step_*.png); train with train.sample_every > 0")
     frames = []
     for p in grids:
         with Image.open(p) as im:

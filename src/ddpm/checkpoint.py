@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_bytes
 
-from ..config import FORMAT_VERSION, RunConfig
-from ..errors import DdpmError
+from .config import FORMAT_VERSION, RunConfig, migrate
+from .errors import DdpmError, NonFiniteWeights
+from .io import atomic_write, atomic_write_bytes
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8,})\.safetensors$")
@@ -39,29 +38,6 @@ def weights_name(step: int) -> str:
 
 def state_path(weights: Path) -> Path:
     return weights.with_name(weights.name.replace(".safetensors", "-state.pt"))
-
-
-def atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then move the finished file over ``path``; a crash leaves the old file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide checkpoints from the user's group
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
@@ -91,7 +67,7 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
 def _write_weights(path: Path, tensors: dict[str, torch.Tensor], config: RunConfig, step: int) -> None:
     metadata = {"format": "ddpm", "format_version": str(FORMAT_VERSION), "config": json.dumps(config.to_dict()),
                 "step": str(step), "sha256": tensors_digest(tensors)}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
 
 
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, ema: torch.nn.Module, config: RunConfig,
@@ -101,20 +77,15 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, ema: torch
     tensors = _tensors(model, ema)
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise DdpmError(f"refusing to save a checkpoint at step {step}: {len(bad)} weight tensor(s) are not finite "
+        raise NonFiniteWeights(f"refusing to save a checkpoint at step {step}: {len(bad)} weight tensor(s) are not finite "
                         f"(first: {bad[0]}); the previous checkpoint is kept")
     path = Path(run_dir) / CHECKPOINT_DIR / weights_name(step)
-    atomic_write(state_path(path), lambda tmp: torch.save(state, tmp))
+    atomic_write(state_path(path), lambda f: torch.save(state, f))
     _write_weights(path, tensors, config, step)
     for _, old in list_checkpoints(run_dir)[:-keep]:
         state_path(old).unlink(missing_ok=True)
         old.unlink(missing_ok=True)
     return path
-
-
-def save_weights(path: Path, model: torch.nn.Module, ema: torch.nn.Module, config: RunConfig, step: int) -> None:
-    """A weights-only checkpoint file (no resume state): for exporting a model."""
-    _write_weights(Path(path), _tensors(model, ema), config, step)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -156,7 +127,13 @@ def load_weights(path: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor], 
         raise DdpmError(f"{path} has checkpoint format {version}; this ddpm reads up to {FORMAT_VERSION}: upgrade ddpm")
     if "sha256" in metadata and tensors_digest(tensors) != metadata["sha256"]:
         raise DdpmError(f"{path} is corrupt (its tensors do not match the checksum written with them){_previous_hint(path)}")
-    config = RunConfig.from_dict(json.loads(metadata["config"]), f"{path} config")
+    try:
+        raw = migrate(json.loads(metadata["config"]), version)
+    except json.JSONDecodeError as e:
+        raise DdpmError(f"{path}: the config in its metadata is not valid JSON ({e})") from None
+    config = RunConfig.from_dict(raw, f"{path} config")
+    if config.model.image_size is None and config.data.image_size is not None:  # saved resolved: fill the network's sizes
+        config = config.resolved(config.data.image_size, config.data.channels, config.model.num_classes)
     model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     ema = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
     return config, model, ema, int(metadata.get("step", "0"))

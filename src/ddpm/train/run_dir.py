@@ -1,0 +1,109 @@
+"""The run directory's lifecycle: a new run, ``--force`` over an old one, resuming, and what resuming from an
+older checkpoint sets aside.
+
+Nothing of a user's run is deleted before its replacement is complete: ``--force`` moves the old run's files
+aside (``RUN/.replaced-*/``) only once the new run has validated its config, loaded its data and built its
+model, and drops them only after the new run's first checkpoint is complete; checkpoints newer than a resumed
+one are renamed ``*.abandoned``, never deleted.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..checkpoint import list_checkpoints, resolve_checkpoint, state_path
+from ..config import RunConfig
+from ..errors import DdpmError
+from ..io import atomic_write_text
+
+CONFIG_FILE = "config.json"
+LOG_FILE = "metrics.jsonl"
+# What a run writes into its directory; --force sets exactly these aside (a user's own files stay where they are).
+RUN_FILES = ("checkpoints", LOG_FILE, CONFIG_FILE, "progress", "report", "report.html", "samples.png", "samples.npz",
+             "summary.md")
+SET_ASIDE_PREFIX = ".replaced-"
+
+
+def holds_run(out: Path) -> bool:
+    return bool(list_checkpoints(out)) or (out / CONFIG_FILE).exists()
+
+
+def check_new_run(out: Path, force: bool) -> None:
+    """A new run may go into ``out`` if it holds none, or with ``force`` (the old one is set aside later)."""
+    if holds_run(out) and not force:
+        raise DdpmError(f"{out} already holds a run; use --resume to continue it or --force to replace it")
+
+
+def set_aside_old_run(out: Path) -> Path | None:
+    """Move the files of the run in ``out`` into ``out/.replaced-<time>/``; that folder, or None if there were none."""
+    present = [out / name for name in RUN_FILES if (out / name).exists()]
+    if not present:
+        return None
+    folder = Path(tempfile.mkdtemp(prefix=f"{SET_ASIDE_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-", dir=out))
+    for path in present:
+        path.rename(folder / path.name)
+    print(f"note: the previous run in {out} is set aside in {folder.name}/ until this run's first checkpoint is complete",
+          file=sys.stderr)
+    return folder
+
+
+def drop_set_aside(folder: Path | None) -> None:
+    """Delete what ``set_aside_old_run`` moved, once the new run has a complete checkpoint."""
+    if folder is not None and folder.is_dir():
+        shutil.rmtree(folder)
+
+
+def write_config(out: Path, config: RunConfig) -> None:
+    atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
+
+
+def resume_point(out: Path, checkpoint: Path | None = None) -> tuple[Path | None, RunConfig]:
+    """(checkpoint to resume from or None, the run's saved config). ``checkpoint`` None: the latest. A run killed
+    before its first checkpoint restarts from step 0 with its config.json, the same as never having started."""
+    from ..checkpoint import load_weights
+
+    if checkpoint is not None or list_checkpoints(out):
+        path = resolve_checkpoint(checkpoint or out)
+        return path, load_weights(path)[0]
+    saved = out / CONFIG_FILE
+    if not saved.is_file():
+        raise DdpmError(f"{out} holds no run to resume (no checkpoints and no {CONFIG_FILE})")
+    try:
+        raw = json.loads(saved.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DdpmError(f"{saved} is not valid JSON ({e})") from None
+    print(f"note: {out} has no checkpoint yet; starting it again from step 0 with its {CONFIG_FILE}", file=sys.stderr)
+    return None, RunConfig.from_dict(raw, str(saved))
+
+
+def forget_after(out: Path, step: int) -> None:
+    """Resuming from ``step``: set aside later checkpoints (renamed *.abandoned, never deleted) and drop training
+    log records after it, so the continued run's log has no duplicate steps."""
+    for later, path in list_checkpoints(out):
+        if later > step:
+            for p in (path, state_path(path)):
+                if p.exists():
+                    p.rename(p.with_name(p.name + ".abandoned"))
+            print(f"note: set aside {path.name} (step {later}), newer than the resumed step {step}", file=sys.stderr)
+    log = out / LOG_FILE
+    if log.is_file():
+        lines = log.read_text().splitlines(keepends=True)
+        keep = [line for line in lines if _record_step(line) <= step]
+        if len(keep) != len(lines):
+            atomic_write_text(log, "".join(keep))
+
+
+def _record_step(line: str) -> int:
+    """The step of a training log record; evaluation records count as step 0 (always kept) and a line that does
+    not parse (half-written when the process was killed) as infinitely late (dropped)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return sys.maxsize
+    if not isinstance(record, dict):
+        return sys.maxsize
+    return int(record.get("step", 0)) if record.get("kind", "train") == "train" else 0
