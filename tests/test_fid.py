@@ -119,7 +119,7 @@ def test_eval_end_to_end_on_a_tiny_run(image_sets, tmp_path, capsys, monkeypatch
     run = tmp_path / "run"
     assert main(["train", "--data", "mnist", "--limit", "64", "--steps", "3", "--batch-size", "16", "--out", str(run), *TINY]) == 0
     capsys.readouterr()
-    assert main(["eval", str(run), "--num", "12", "--steps", "2,4", "--fid", "--domain", "--nll", "--nll-images", "3",
+    assert main(["eval", str(run), "--num", "12", "--sampler", "ddim", "--steps", "2,4", "--fid", "--domain", "--nll", "--nll-images", "3",
                  "--reference", str(image_sets / "a.npz")]) == 0
     table = capsys.readouterr().out
     assert "FID" in table and "domain FID" in table and "NLL bits/dim" in table and "class histogram (4 steps)" in table
@@ -134,4 +134,4 @@ def test_eval_end_to_end_on_a_tiny_run(image_sets, tmp_path, capsys, monkeypatch
     assert main(["eval", str(run), "--steps", "ten", "--no-log"]) == 2
     assert "--steps must be positive integers" in capsys.readouterr().err
     assert main(["eval", str(run), "--steps", "99", "--fid", "--num", "2", "--reference", str(image_sets / "a.npz")]) == 2
-    assert "steps must be an integer in 1..50" in capsys.readouterr().err
+    assert "sample.steps must be in 1..50" in capsys.readouterr().err
