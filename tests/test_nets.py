@@ -2,8 +2,10 @@
 import pytest
 import torch
 
+from ddpm.config import RunConfig
+from ddpm.models import build_model
 from ddpm.nets import MLP, MLPConfig, UNet, UNetConfig, build_denoiser
-from ddpm.nets.layers import timestep_embedding
+from ddpm.nets.layers import AttentionBlock, ResBlock, timestep_embedding
 
 
 def randomize(net: torch.nn.Module) -> torch.nn.Module:
@@ -80,11 +82,15 @@ def test_rescale_skip_changes_output():
     assert not torch.allclose(a(x, torch.tensor([3])), b(x, torch.tensor([3])))
 
 
-def test_ddpm_cifar10_model_has_35_7M_parameters():
-    cfg = UNetConfig(image_size=32, in_channels=3, base_channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2,
-                     attention_resolutions=(16,), dropout=0.1, time_conditioning="add", rescale_skip=True)
-    n = sum(p.numel() for p in UNet(cfg).parameters())
-    assert 35.6e6 < n < 35.8e6  # Ho et al. 2020, Appendix B: 35.7M
+def test_the_cifar10_preset_is_the_ddpm_papers_model():
+    """Ho et al. 2020, Appendix B and the paper's TensorFlow code: 35.7M parameters, one attention head,
+    residual blocks returning x + h (no 1/√2), time added to the features (no AdaGN)."""
+    net = build_model(RunConfig.from_toml("cifar10").resolved(32, 3, None))
+    assert 35.6e6 < sum(p.numel() for p in net.parameters()) < 35.8e6
+    attention = [m for m in net.modules() if isinstance(m, AttentionBlock)]
+    blocks = [m for m in net.modules() if isinstance(m, ResBlock)]
+    assert attention and all(m.heads == 1 and not m.rescale for m in attention)
+    assert blocks and all(not m.rescale and not m.adaptive_norm for m in blocks)
 
 
 @pytest.mark.parametrize(

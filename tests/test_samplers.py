@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ddpm import NoiseSchedule, StepInfo, sample, spaced_timesteps
+from ddpm.schedules import sampling_start
 from gaussian import MU, S, ddpm_exact_moments, exact_denoiser, ode_solution
 from stats import assert_gaussian_moments
 
@@ -146,11 +147,12 @@ def test_seeded_runs_are_bit_identical(sampler, options):
 @pytest.mark.parametrize(
     "sampler, options, expected_t",
     [
-        ("ddpm", {}, list(range(99, -1, -1))),
-        ("ddpm", {"steps": 5}, [99, 74, 50, 25, 0]),
-        ("ddpm", {"steps": 5, "skip": "naive"}, [99, 74, 50, 25, 0]),
-        ("ddim", {"steps": 4}, [99, 66, 33, 0]),
-        ("dpm-solver++", {"steps": 3, "spacing": "uniform"}, [99, 50, 0]),
+        ("ddpm", {}, list(range(99, -1, -1))),  # all T steps start at T−1
+        # fewer start at sampling_start = 98, the last step of cosine-100 with λ ≥ −5.1 (λ_99 = −7.6)
+        ("ddpm", {"steps": 5}, [98, 74, 49, 24, 0]),
+        ("ddpm", {"steps": 5, "skip": "naive"}, [98, 74, 49, 24, 0]),
+        ("ddim", {"steps": 4}, [98, 65, 33, 0]),
+        ("dpm-solver++", {"steps": 3, "spacing": "uniform"}, [98, 49, 0]),
     ],
 )
 def test_callback_and_model_see_original_timesteps(sampler, options, expected_t):
@@ -200,7 +202,7 @@ def test_explicit_timesteps_equal_the_same_steps_by_spacing(sampler):
     model = lambda x, t: 0.3 * x + 0.01 * t.view(-1, 1, 1, 1)  # noqa: E731
     xT = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     by_steps = sample(model, s, xT, sampler=sampler, steps=7, spacing="quadratic", generator=torch.Generator().manual_seed(1))
-    visited = spaced_timesteps(50, 7, "quadratic")
+    visited = spaced_timesteps(50, 7, "quadratic", s.alphas_cumprod, sampling_start(s.alphas_cumprod, 7))
     given = sample(model, s, xT, sampler=sampler, timesteps=visited, generator=torch.Generator().manual_seed(1))
     assert torch.equal(by_steps, given)
     seen = []

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ddpm import NoiseSchedule, spaced_timesteps
+from ddpm.schedules import MIN_LOG_SNR, sampling_start
 
 
 def test_linear_matches_ddpm_paper():
@@ -108,8 +109,11 @@ def test_spacings_golden():
     assert spaced_timesteps(1000, 5) == [0, 250, 500, 749, 999]
     assert spaced_timesteps(10, 10) == list(range(10))
     assert spaced_timesteps(1000, 1) == [999]
-    # the DDIM paper's code: [int(s) for s in np.linspace(0, np.sqrt(0.8 * 1000), 10) ** 2]
-    assert spaced_timesteps(1000, 10, "quadratic") == [int(v) for v in np.linspace(0, np.sqrt(800), 10) ** 2]
+    # the DDIM paper's quadratic law ⌊linspace(0, √t_max, S)²⌋, but up to T−1 (the paper's code stops at
+    # t_max = 0.8 T, where pure noise is far from q(x_t) on cosine: √ᾱ = 0.31)
+    assert spaced_timesteps(1000, 10, "quadratic") == [0, 12, 49, 110, 197, 308, 443, 604, 789, 999]
+    assert spaced_timesteps(1000, 10, "quadratic")[:-1] == [int(v) for v in np.linspace(0, np.sqrt(999), 10)[:-1] ** 2]
+    assert spaced_timesteps(1000, 4, "uniform", last=995) == [0, 332, 663, 995]
     abar = NoiseSchedule.from_name("linear", 1000).alphas_cumprod
     lam = 0.5 * torch.log(abar / (1 - abar))
     k = spaced_timesteps(1000, 20, "logsnr", abar)
@@ -126,7 +130,25 @@ def test_spacings_golden():
 def test_spacings_are_distinct_and_in_range(spacing, S):
     abar = NoiseSchedule.from_name("cosine", 1000).alphas_cumprod
     k = spaced_timesteps(1000, S, spacing, abar)
-    assert len(k) == S and all(a < b for a, b in zip(k, k[1:])) and 0 <= k[0] and k[-1] <= 999
+    assert len(k) == S and all(a < b for a, b in zip(k, k[1:])) and k[0] == 0 and k[-1] == 999
+    start = sampling_start(abar, S)
+    k = spaced_timesteps(1000, S, spacing, abar, start)
+    assert len(k) == S and all(a < b for a, b in zip(k, k[1:])) and k[0] == 0 and k[-1] == start
+
+
+@pytest.mark.parametrize("name, T, start", [("linear", 1000, 999), ("cosine", 1000, 995), ("sigmoid", 1000, 998),
+                                            ("cosine", 4000, 3983), ("linear", 100, 96)])
+def test_sampling_start_is_the_last_step_with_log_snr_above_minus_5_1(name, T, start):
+    s = NoiseSchedule.from_name(name, T)
+    lam = s.log_snr()
+    assert sampling_start(s.alphas_cumprod, 10) == start
+    assert lam[start] >= MIN_LOG_SNR and (start == T - 1 or lam[start + 1] < MIN_LOG_SNR)
+    # λ = ½ log(ᾱ/(1 − ᾱ)) checked against its definition
+    torch.testing.assert_close(lam, 0.5 * torch.log(s.snr()), rtol=1e-12, atol=0)
+    # more steps than fit below the start push it up: never fewer distinct timesteps than asked for
+    assert sampling_start(s.alphas_cumprod, T) == T - 1
+    if start < T - 3:
+        assert sampling_start(s.alphas_cumprod, start + 3) == start + 2
 
 
 @pytest.mark.parametrize(

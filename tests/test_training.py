@@ -124,3 +124,20 @@ def test_a_time_budget_is_the_progress_bar_total_and_a_log_gets_plain_lines(tmp_
     assert trainer.bar.unit == "s" and trainer.bar.total == round(0.6)  # seconds of budget, not 100 000 steps
     err = capsys.readouterr().err
     assert "\r" not in err and "training (time budget)" in err  # stderr is not a terminal here: plain lines
+
+
+def test_min_snr_runs_log_the_plain_squared_error_beside_the_weighted_loss(tmp_path):
+    """The first step of two runs that differ only in the weighting sees the same model, batch and noise: the
+    logged ``loss`` (plain MSE) is the same, the ``weighted_loss`` is not (and is absent without weighting)."""
+    logs = {}
+    for name, gamma in (("plain", None), ("min-snr", 5.0)):
+        config = tiny_config(diffusion={"min_snr_gamma": gamma}, train={"steps": 1, "log_every": 1})
+        Trainer(config, tmp_path / name, CPU, data=sklearn_digits(64), quiet=True).run()
+        logs[name] = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+                      if json.loads(line).get("kind", "train") == "train"][0]
+    plain, weighted = logs["plain"], logs["min-snr"]
+    assert "weighted_loss" not in plain
+    assert weighted["loss"] == pytest.approx(plain["loss"], rel=1e-6)
+    assert weighted["loss_per_bucket"] == pytest.approx(plain["loss_per_bucket"], rel=1e-6)
+    # ε-prediction's Min-SNR weight min(SNR, 5)/SNR is < 1 wherever SNR > 5: the objective is smaller
+    assert weighted["weighted_loss"] < 0.99 * weighted["loss"]

@@ -7,6 +7,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import rng
 from .data import to_uint8
 from .errors import DdpmError
 from .guidance import ClassifierFreeGuidance
@@ -33,10 +34,13 @@ def generate(
     batch_size: int = 256,
     device: torch.device | str = "cpu",
     x_T: torch.Tensor | None = None,
+    first_index: int = 0,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """``num`` samples as uint8 [num, C, H, W]. The noise comes from one CPU generator seeded with ``seed``.
-    ``labels`` [num] condition a class-conditional model; ``guidance`` > 0 is the classifier-free guidance
+    """``num`` samples as uint8 [num, C, H, W]. Sample i draws its x_T and every step's noise from its own stream
+    seeded from (``seed``, ``first_index`` + i) (``ddpm.rng.SampleNoise``), so a seed gives the same images
+    whatever ``batch_size``, device or split of the work (``first_index`` lets a shard continue the count).
+    ``x_T`` [num, C, H, W], when given, replaces the streams' first draw. ``labels`` [num] condition a class-conditional model; ``guidance`` > 0 is the classifier-free guidance
     weight w. ``eta`` is DDIM's and refused for another sampler, like every option a sampler does not take
     (``SampleConfig.generate_options`` gives these arguments from a run's settings)."""
     if eta is not None and sampler != "ddim":
@@ -48,17 +52,18 @@ def generate(
         if labels is None:
             raise DdpmError("classifier-free guidance needs class labels to guide towards")
         model = ClassifierFreeGuidance(model, guidance, null_label=num_classes)
-    g = torch.Generator().manual_seed(seed)
-    if x_T is None:
-        x_T = torch.randn((num, *shape), generator=g)
-    options = {"steps": steps, "prediction": prediction, "clip_x0": clip_x0, "generator": g}
+    if x_T is not None and tuple(x_T.shape) != (num, *shape):
+        raise DdpmError(f"x_T has shape {tuple(x_T.shape)}; expected {(num, *shape)}")
+    options = {"steps": steps, "prediction": prediction, "clip_x0": clip_x0}
     if eta is not None:
         options["eta"] = eta
     out = []
     for start in range(0, num, batch_size):
-        x = x_T[start:start + batch_size].to(device)
-        cond = {"y": labels[start:start + batch_size].to(device)} if labels is not None else None
-        x0 = sample(model, schedule, x, sampler=sampler, cond=cond, **options)
+        stop = min(start + batch_size, num)
+        noise = rng.SampleNoise(seed, range(first_index + start, first_index + stop))
+        x = rng.randn((stop - start, *shape), noise, device) if x_T is None else x_T[start:stop].to(device)
+        cond = {"y": labels[start:stop].to(device)} if labels is not None else None
+        x0 = sample(model, schedule, x, sampler=sampler, cond=cond, generator=noise, **options)
         out.append(to_uint8(x0).cpu())
         if progress is not None:
             progress(len(x))

@@ -29,6 +29,7 @@ Variance = Literal["beta", "beta_tilde"]  # the fixed reverse variances σ_t² o
 VARIANCES: tuple[str, ...] = ("beta", "beta_tilde")
 MAX_TIMESTEPS = 10_000
 MAX_BETA = 0.999  # improved DDPM clips β here so that no step destroys the signal outright
+MIN_LOG_SNR = -5.1  # few-step samplers start where λ ≥ this (the official DPM-Solver's ``clipped_lambda``)
 
 
 def linear_betas(num_timesteps: int) -> torch.Tensor:
@@ -79,50 +80,71 @@ _BETA_BUILDERS = {"linear": linear_betas, "cosine": cosine_betas, "sigmoid": sig
 
 
 def spaced_timesteps(
-    num_timesteps: int, steps: int, spacing: Spacing = "uniform", alphas_cumprod: torch.Tensor | None = None
+    num_timesteps: int, steps: int, spacing: Spacing = "uniform", alphas_cumprod: torch.Tensor | None = None,
+    last: int | None = None,
 ) -> list[int]:
-    """Choose ``steps`` of the original timesteps 0 … T−1, in increasing order.
+    """Choose ``steps`` of the original timesteps 0 … ``last`` (default T−1), in increasing order.
 
-    - ``uniform``: round(linspace(0, T−1, S)), which always keeps t = T−1 (pure noise) and t = 0
-      (the "trailing" choice that Lin et al. 2023 recommend over DDIM's range(0, T, T//S)).
-    - ``quadratic``: the DDIM paper's CIFAR-10 spacing, ⌊linspace(0, √(0.8 T), S)²⌋, denser at low
-      noise (it starts at t ≈ 0.8 T, as in the paper's code, not at T−1).
-    - ``logsnr``: the steps nearest to a uniform grid in λ = log(α/σ) = ½ log(ᾱ/(1−ᾱ)) from t = T−1
-      to t = 0, the spacing DPM-Solver recommends; needs ``alphas_cumprod``.
+    Every spacing keeps both ends: t = ``last`` (where sampling starts from pure noise) and t = 0.
+    - ``uniform``: round(linspace(0, last, S)) (the "trailing" choice that Lin et al. 2023 recommend over
+      DDIM's range(0, T, T//S)).
+    - ``quadratic``: ⌊linspace(0, √last, S)²⌋, the DDIM paper's CIFAR-10 spacing, denser at low noise. The
+      paper's code ends at √(0.8 T)², i.e. starts sampling at t ≈ 0.8 T, where x_T ~ N(0, I) is far from
+      q(x_t) on cosine (√ᾱ = 0.31 there, 0.04 on linear); here it ends at ``last`` like the others.
+    - ``logsnr``: the steps nearest to a uniform grid in λ = log(α/σ) = ½ log(ᾱ/(1−ᾱ)) from t = last to
+      t = 0, the spacing DPM-Solver recommends; needs ``alphas_cumprod``.
     Where rounding would repeat a step, steps are pushed apart so that exactly S distinct ones remain.
-    S = 1 keeps only t = T−1.
+    S = 1 keeps only t = last.
     """
     _check_steps(num_timesteps, steps)
     if spacing not in SPACINGS:
         raise DdpmError(f"unknown spacing {spacing!r}; expected one of {', '.join(SPACINGS)}")
+    last = num_timesteps - 1 if last is None else last
+    if isinstance(last, bool) or not isinstance(last, int) or not steps - 1 <= last <= num_timesteps - 1:
+        raise DdpmError(f"the last timestep must be an integer in {steps - 1}..{num_timesteps - 1} for {steps} steps, got {last!r}")
     if steps == 1:
-        return [num_timesteps - 1]
+        return [last]
     if spacing == "uniform":
-        step = (num_timesteps - 1) / (steps - 1)
-        return [int(round(i * step)) for i in range(steps)]
-    if spacing == "quadratic":
-        top = math.sqrt(0.8 * num_timesteps)
-        wanted = [int((i * top / (steps - 1)) ** 2) for i in range(steps)]
-        return _distinct(wanted, num_timesteps, keep_last=False)
-    if alphas_cumprod is None:
-        raise DdpmError("spacing='logsnr' needs the schedule's alphas_cumprod")
-    lam = 0.5 * torch.log(alphas_cumprod / (1 - alphas_cumprod))  # decreasing in t
-    grid = torch.linspace(lam[0].item(), lam[-1].item(), steps, dtype=torch.float64)
-    wanted = [int(torch.argmin((lam - g).abs())) for g in grid.tolist()]
-    return _distinct(wanted, num_timesteps, keep_last=True)
+        wanted = [int(round(i * last / (steps - 1))) for i in range(steps)]
+    elif spacing == "quadratic":
+        wanted = [int((i * math.sqrt(last) / (steps - 1)) ** 2) for i in range(steps)]
+    else:
+        if alphas_cumprod is None:
+            raise DdpmError("spacing='logsnr' needs the schedule's alphas_cumprod")
+        lam = log_snr(alphas_cumprod)[: last + 1]  # decreasing in t
+        grid = torch.linspace(lam[0].item(), lam[-1].item(), steps, dtype=torch.float64)
+        wanted = [int(torch.argmin((lam - g).abs())) for g in grid.tolist()]
+    return _distinct(wanted, last)
 
 
-def _distinct(wanted: list[int], num_timesteps: int, keep_last: bool) -> list[int]:
-    """Nearest strictly increasing sequence in 0..T−1 (pushed up, then down from the end if needed)."""
+def log_snr(alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """λ_t = log(α_t/σ_t) = ½ log(ᾱ_t / (1 − ᾱ_t)), float64 like its input [T], decreasing in t."""
+    return 0.5 * torch.log(alphas_cumprod / (1 - alphas_cumprod))
+
+
+def sampling_start(alphas_cumprod: torch.Tensor, steps: int, min_log_snr: float = MIN_LOG_SNR) -> int:
+    """The timestep a few-step sampler starts from: the highest t with λ_t ≥ ``min_log_snr``, or higher when
+    ``steps`` distinct timesteps do not fit below it (``steps`` − 1 at least).
+
+    Why: the 0.999 clip on β leaves the cosine schedule's last steps degenerate (T = 1000: ᾱ_999 ≈ 2.4e-9,
+    λ falls from −6.5 at t = 998 to −9.9 at t = 999). There x̂₀ = (x − σ ε̂)/α multiplies an error in ε̂ by
+    1/α ≈ 2·10⁴, and a grid uniform in λ spends a quarter of its steps on the last five timesteps. The official
+    DPM-Solver truncates discrete schedules at λ = −5.1 (``numerical_clip_alpha``); the linear schedule
+    (λ_999 = −5.06) keeps all of its steps, cosine with T = 1000 starts at t = 995 (√ᾱ = 0.006).
+    """
+    lam = log_snr(alphas_cumprod)
+    keep = int((lam >= min_log_snr).sum()) - 1  # λ decreases in t: the first ``keep`` + 1 steps qualify
+    return min(max(keep, steps - 1, 0), len(lam) - 1)
+
+
+def _distinct(wanted: list[int], last: int) -> list[int]:
+    """Nearest strictly increasing sequence in 0..last ending at ``last`` (pushed up, then down from the end)."""
     out: list[int] = []
     for t in wanted:
         out.append(max(t, out[-1] + 1) if out else max(t, 0))
-    ceiling = num_timesteps - 1 if keep_last else max(out[-1], wanted[-1])
-    ceiling = min(ceiling, num_timesteps - 1)
-    for k in range(len(out) - 1, -1, -1):
-        out[k] = min(out[k], ceiling if k == len(out) - 1 else out[k + 1] - 1)
-    if keep_last:
-        out[-1] = num_timesteps - 1
+    out[-1] = last
+    for k in range(len(out) - 2, -1, -1):
+        out[k] = min(out[k], out[k + 1] - 1)
     return out
 
 
@@ -283,3 +305,7 @@ class NoiseSchedule:
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio ᾱ_t / (1 − ᾱ_t), float64 [T]."""
         return self.alphas_cumprod / (1.0 - self.alphas_cumprod)
+
+    def log_snr(self) -> torch.Tensor:
+        """λ_t = log(α_t/σ_t) = ½ log SNR_t, float64 [T]."""
+        return log_snr(self.alphas_cumprod)

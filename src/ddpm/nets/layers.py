@@ -43,7 +43,7 @@ class ResBlock(nn.Module):
 
     The embedding e [B, E] enters by addition (DDPM) or, with ``adaptive_norm``, as the scale and shift
     of the second normalisation, h = GN(h)(1 + s) + b (ADM's AdaGN, Dhariwal & Nichol 2021 §3).
-    ``rescale`` divides the residual sum by √2 (the DDPM/NCSN++ convention). x [B, C, H, W] → [B, C', H, W].
+    ``rescale`` divides the residual sum by √2 (NCSN++'s convention, Song et al. 2021; DDPM returns x + h). x [B, C, H, W] → [B, C', H, W].
     """
 
     def __init__(self, channels: int, out_channels: int, emb_dim: int | None, dropout: float,

@@ -21,7 +21,8 @@ class UNetConfig:
 
     ``image_size`` is the side of the (square) input; None until known (the checks that need it wait).
     The DDPM CIFAR-10 model (35.7M parameters) is base_channels=128, channel_mults=(1, 2, 2, 2),
-    num_res_blocks=2, attention_resolutions=(16,), dropout=0.1, time_conditioning="add", rescale_skip=True.
+    num_res_blocks=2, attention_resolutions=(16,), head_channels=256 (one head), dropout=0.1,
+    time_conditioning="add", rescale_skip=False (the preset ``cifar10``).
     """
 
     ARCHITECTURE: ClassVar[str] = "unet"
@@ -36,7 +37,7 @@ class UNetConfig:
     dropout: float = 0.1
     time_conditioning: TimeConditioning = "adagn"
     use_time: bool = True  # False removes the time input entirely (the "no t" ablation)
-    rescale_skip: bool = False  # divide residual sums by √2
+    rescale_skip: bool = False  # divide residual sums by √2 (NCSN++; DDPM's blocks return x + h)
     num_classes: int | None = None  # class conditioning; index num_classes means "no label"
     norm_groups: int = 32
     # Side of the square pixel patches folded into channels before the first level (pixel-unshuffle) and

@@ -9,7 +9,7 @@ import torch
 from .. import rng
 from ..errors import DdpmError
 from ..parameterization import Prediction, check_prediction, to_x0_eps
-from ..schedules import NoiseSchedule, Spacing, _check_steps, spaced_timesteps
+from ..schedules import NoiseSchedule, Spacing, _check_steps, sampling_start, spaced_timesteps
 
 Model = Callable[..., torch.Tensor]
 
@@ -55,7 +55,7 @@ class Denoiser:
         return to_x0_eps(output.to(x_t.dtype), x_t, alpha_bar, self.prediction, self.clip_x0)
 
 
-def randn_like(x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def randn_like(x: torch.Tensor, generator: rng.Generator) -> torch.Tensor:
     """Standard normal noise shaped like x (see ``ddpm.rng``: the same for a seed on any device)."""
     return rng.randn(x.shape, generator, x.device, x.dtype)
 
@@ -69,7 +69,11 @@ def prepare(schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None, spaci
             timesteps: Sequence[int] | None) -> tuple[NoiseSchedule, list[int]]:
     """Move the schedule to x_T's device once and resolve which timesteps a sampler visits, increasing:
     ``timesteps`` when given (as k-diffusion's samplers take their sigmas), else ``steps`` of the T chosen by
-    ``spacing`` (None = all T). Each visited timestep costs one model evaluation."""
+    ``spacing`` (None = all T) from ``schedules.sampling_start`` down to 0: the highest t with λ_t ≥ −5.1 (T−1 on
+    linear, 995 on cosine with T = 1000; all T when all are asked for). Each visited timestep costs one model
+    evaluation. Measured with an exact Gaussian denoiser plus a 1% error (bench/few_step_grids.py): starting
+    there instead of at T−1 shrinks the error in the output 6× for DPM-Solver++ at 20 evaluations, 64× for
+    DDIM at 50 and 3× for ancestral DDPM at 50 steps."""
     if not isinstance(schedule, NoiseSchedule):
         raise DdpmError(f"schedule must be a NoiseSchedule, got {type(schedule).__name__}")
     check_x_T(x_T)
@@ -77,7 +81,8 @@ def prepare(schedule: NoiseSchedule, x_T: torch.Tensor, steps: int | None, spaci
     if timesteps is None:
         steps = T if steps is None else steps
         _check_steps(T, steps)
-        chosen = spaced_timesteps(T, steps, spacing, schedule.alphas_cumprod.cpu())
+        alphas_cumprod = schedule.alphas_cumprod.cpu()
+        chosen = spaced_timesteps(T, steps, spacing, alphas_cumprod, sampling_start(alphas_cumprod, steps))
     else:
         chosen = [int(t) for t in (timesteps.tolist() if torch.is_tensor(timesteps) else timesteps)]
         if not chosen or any(b <= a for a, b in zip(chosen, chosen[1:])) or chosen[0] < 0 or chosen[-1] >= T:

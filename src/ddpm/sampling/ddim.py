@@ -9,6 +9,7 @@ from ..errors import DdpmError
 
 from ..parameterization import Prediction
 from ..schedules import NoiseSchedule, Spacing
+from ..rng import Generator
 from .common import Callback, Denoiser, Model, StepInfo, prepare, randn_like
 
 
@@ -21,7 +22,7 @@ def ddim(
     steps: int | None = None,
     prediction: Prediction = "eps",
     clip_x0: bool = False,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     callback: Callback = None,
     cond: Mapping[str, Any] | None = None,
     timesteps: Sequence[int] | None = None,
@@ -32,7 +33,10 @@ def ddim(
 
     with σ = η √((1 − ᾱ_prev)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_prev) (DDIM eq. 16), i.e. σ² = η² β̃ of the respaced
     schedule: η = 0 is the deterministic DDIM, η = 1 is DDPM ancestral sampling with σ² = β̃ on the same
-    respaced steps. The last step lands on ᾱ_prev = 1 and returns x̂₀. x_T [B, …] → x₀ [B, …].
+    respaced steps. The last step lands on ᾱ_prev = 1 and returns x̂₀. ``steps`` counts model evaluations;
+    with fewer than T they start at ``schedules.sampling_start`` (λ ≥ −5.1: t = 995 on cosine, T−1 on
+    linear), where x̂₀ is not yet the 2·10⁴-fold amplified error of the clipped schedule's last steps.
+    x_T [B, …] → x₀ [B, …].
     """
     if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
         raise DdpmError(f"eta must be a number in [0, 1], got {eta!r}")

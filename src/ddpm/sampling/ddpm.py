@@ -7,6 +7,7 @@ import torch
 
 from ..parameterization import Prediction
 from ..schedules import VARIANCES, NoiseSchedule, Spacing, Variance
+from ..rng import Generator
 from .common import Callback, Denoiser, Model, StepInfo, check_choice, prepare, randn_like
 
 Skip = Literal["respace", "naive"]
@@ -22,7 +23,7 @@ def ddpm(
     steps: int | None = None,
     prediction: Prediction = "eps",
     clip_x0: bool = False,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     callback: Callback = None,
     cond: Mapping[str, Any] | None = None,
     timesteps: Sequence[int] | None = None,
@@ -34,7 +35,8 @@ def ddpm(
 
     μ̃ is the posterior mean of DDPM eq. 7 with x₀ replaced by the model's estimate (eq. 11 for ε);
     σ_t² is β_t (``variance="beta"``) or β̃_t (``"beta_tilde"``), DDPM §3.2.
-    With ``steps`` < T only ``steps`` timesteps (chosen by ``spacing``, or the explicit ``timesteps``) are visited:
+    With ``steps`` < T only ``steps`` timesteps (chosen by ``spacing`` from ``schedules.sampling_start`` down to 0,
+    or the explicit ``timesteps``) are visited:
     - ``skip="respace"`` samples the respaced process whose β are recomputed from ᾱ at the kept steps
       (improved DDPM §4), the principled way;
     - ``skip="naive"`` keeps each kept step's ORIGINAL β_t and posterior coefficients, as if the skipped

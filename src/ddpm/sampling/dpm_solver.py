@@ -10,7 +10,11 @@ from ..errors import DdpmError
 
 from ..parameterization import Prediction
 from ..schedules import NoiseSchedule, Spacing
+from ..rng import Generator
 from .common import Callback, Denoiser, Model, StepInfo, prepare
+
+
+LOWER_ORDER_FINAL_BELOW = 10  # evaluations; the official DPM-Solver's threshold (diffusers uses 15)
 
 
 @torch.no_grad()
@@ -22,21 +26,25 @@ def dpm_solver_pp(
     steps: int | None = None,
     prediction: Prediction = "eps",
     clip_x0: bool = False,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
     callback: Callback = None,
     cond: Mapping[str, Any] | None = None,
     timesteps: Sequence[int] | None = None,
     order: int = 2,
     spacing: Spacing = "logsnr",
+    lower_order_final: bool = True,
 ) -> torch.Tensor:
     """DPM-Solver++(2M), Algorithm 2 of the paper, one model evaluation per step.
 
     With α = √ᾱ, σ = √(1−ᾱ), λ = log(α/σ) and h_i = λ_{t_i} − λ_{t_{i−1}}, each step is
         x_{t_i} = (σ_{t_i}/σ_{t_{i−1}}) x_{t_{i−1}} − α_{t_i} (e^{−h_i} − 1) D_i,
         D_i = (1 + 1/(2r_i)) x̂₀(t_{i−1}) − 1/(2r_i) x̂₀(t_{i−2}),  r_i = h_{i−1}/h_i,
-    with D = x̂₀(t_{i−1}) (first order, equal to DDIM η = 0) on the first step or when ``order=1``.
-    The steps visit ``steps`` respaced timesteps from T−1 to 0; the final step goes to σ = 0 (λ = ∞),
-    where the update reduces to x̂₀ at t = 0. The default ``spacing="logsnr"`` (uniform in λ, as the
+    with D = x̂₀(t_{i−1}) (first order, equal to DDIM η = 0) on the first step or when ``order=1``, and
+    on the step into t = 0 of a run shorter than ``LOWER_ORDER_FINAL_BELOW`` evaluations when
+    ``lower_order_final`` (the official code's default: there h is largest and the extrapolation least safe).
+    ``steps`` counts model evaluations: the visited timesteps run from ``schedules.sampling_start``
+    (λ ≥ −5.1, as the official code truncates discrete schedules) to 0, and the final step goes to σ = 0
+    (λ = ∞), where the update reduces to x̂₀ at t = 0. The default ``spacing="logsnr"`` (uniform in λ, as the
     paper recommends) matters: on a time-uniform grid the last step to t = 0 spans a λ interval several
     times longer than its predecessor, r_i ≪ 1, and the second-order extrapolation overshoots (with an
     exact Gaussian denoiser at 20 steps: output variance +50% time-uniform, +3% logSNR-uniform). Deterministic: ``generator`` is accepted for the shared
@@ -64,7 +72,7 @@ def dpm_solver_pp(
             return x0
         j = i - 1
         h = lam[j] - lam[i]
-        if order == 1 or x0_prev is None:
+        if order == 1 or x0_prev is None or (j == 0 and lower_order_final and steps < LOWER_ORDER_FINAL_BELOW):
             d = x0
         else:
             r = h_prev / h

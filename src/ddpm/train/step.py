@@ -36,10 +36,13 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 class StepResult:
     """``applied``: the weights changed (and the step counts). Otherwise ``reason`` says why not: "non-finite"
     (a loss or gradient that is not finite) or "fp16 overflow" (the grad scaler skipped the step and lowered
-    its scale). ``loss`` [B] per example (detached) and ``t`` [B] the timesteps."""
+    its scale). Per example (detached) [B]: ``mse``, the plain squared error (comparable between runs whatever
+    their weighting), ``loss``, the objective that was minimised (``mse`` times the Min-SNR weight, when set),
+    and ``t``, the timesteps."""
 
     applied: bool
     reason: str | None
+    mse: torch.Tensor
     loss: torch.Tensor
     t: torch.Tensor
 
@@ -59,7 +62,7 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
                             cond={"y": y} if y is not None else None, min_snr_gamma=config.diffusion.min_snr_gamma)
     loss = out["loss"].mean()
     optimizer.zero_grad(set_to_none=True)
-    result = StepResult(False, "non-finite", out["loss"].detach(), out["t"])
+    result = StepResult(False, "non-finite", out["mse"].detach(), out["loss"].detach(), out["t"])
     if not torch.isfinite(loss):
         return result
     scaler.scale(loss).backward()

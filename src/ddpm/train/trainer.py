@@ -53,24 +53,33 @@ def resolve_config(config: RunConfig, data: ImageData) -> RunConfig:
 
 
 class LogWindow:
-    """Loss statistics since the last log record: mean loss, loss per tenth of the timestep range, images/s."""
+    """Loss statistics since the last log record: ``loss``, the plain squared error of the model's target (the
+    same quantity whatever the weighting, so runs compare), the same per tenth of the timestep range, images/s,
+    and, when the objective is weighted (Min-SNR), ``weighted_loss``, the objective itself."""
 
     def __init__(self):
         self.started = time.time()
-        self.steps, self.images, self.loss_sum = 0, 0, 0.0
+        self.steps, self.images, self.loss_sum, self.weighted_sum = 0, 0, 0.0, None
         self.bucket_sum = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
         self.bucket_n = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
 
-    def add(self, per_example: torch.Tensor, t: torch.Tensor, num_timesteps: int) -> None:
-        per_example = per_example.double().cpu()
+    def add(self, mse: torch.Tensor, t: torch.Tensor, num_timesteps: int, weighted: torch.Tensor | None = None) -> None:
+        """mse [B] and t [B] of one step; ``weighted`` [B], the weighted objective, when it differs from mse."""
+        mse = mse.double().cpu()
         buckets = (t.cpu() * NUM_LOSS_BUCKETS // num_timesteps).clamp(max=NUM_LOSS_BUCKETS - 1)
-        self.bucket_sum.index_add_(0, buckets, per_example)
-        self.bucket_n.index_add_(0, buckets, torch.ones_like(per_example))
-        self.steps, self.images, self.loss_sum = self.steps + 1, self.images + len(per_example), self.loss_sum + per_example.mean().item()
+        self.bucket_sum.index_add_(0, buckets, mse)
+        self.bucket_n.index_add_(0, buckets, torch.ones_like(mse))
+        self.steps, self.images, self.loss_sum = self.steps + 1, self.images + len(mse), self.loss_sum + mse.mean().item()
+        if weighted is not None:
+            self.weighted_sum = (self.weighted_sum or 0.0) + weighted.double().mean().item()
 
     def summary(self, now: float) -> dict[str, Any]:
-        return {"loss": self.loss_sum / max(self.steps, 1), "images_per_s": self.images / max(now - self.started, 1e-9),
-                "loss_per_bucket": [(s / n if n else None) for s, n in zip(self.bucket_sum.tolist(), self.bucket_n.tolist())]}
+        steps = max(self.steps, 1)
+        out = {"loss": self.loss_sum / steps, "images_per_s": self.images / max(now - self.started, 1e-9),
+               "loss_per_bucket": [(s / n if n else None) for s, n in zip(self.bucket_sum.tolist(), self.bucket_n.tolist())]}
+        if self.weighted_sum is not None:
+            out["weighted_loss"] = self.weighted_sum / steps
+        return out
 
 
 class Trainer:
@@ -111,10 +120,9 @@ class Trainer:
         self.noise_gen = torch.Generator(device=device).manual_seed(t.seed + 2)
         self.elapsed_before = 0.0
         self.started, self.start_step = time.time(), 0
-        # One fixed latent for the progress grids, so successive grids show the same samples improving.
-        self.fixed_latent = torch.randn((progress_grid_size(self.config), self.data.channels, self.data.image_size,
-                                         self.data.image_size), generator=torch.Generator().manual_seed(t.seed + 3))
-        self.fixed_labels = self.class_cycle(len(self.fixed_latent))
+        # One seed for every progress grid: the same x_T and step noise, so successive grids show the same samples improving.
+        self.progress_seed = t.seed + 3
+        self.progress_labels = self.class_cycle(progress_grid_size(self.config))
         if checkpoint is not None:
             _, weights, ema_weights, _ = load_weights(checkpoint)
             load_into(self.model, weights, checkpoint)
@@ -156,16 +164,15 @@ class Trainer:
         class per column); None for an unconditional one."""
         return labels_for(self.config.model.num_classes, num)
 
-    def sample_ema(self, num: int, *, seed: int = 0, x_T: torch.Tensor | None = None,
-                   labels: torch.Tensor | None = None) -> torch.Tensor:
+    def sample_ema(self, num: int, *, seed: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 samples [num, C, H, W] from the EMA weights with the run's [sample] settings."""
         s, d = self.config.sample, self.config.data
         return generate(self.ema, self.schedule, num=num, shape=(d.channels, d.image_size, d.image_size),
                         **s.generate_options(), prediction=self.config.diffusion.prediction, labels=labels, seed=seed,
-                        x_T=x_T, device=self.device)
+                        device=self.device)
 
     def save_progress_grid(self) -> Path:
-        images = self.sample_ema(len(self.fixed_latent), x_T=self.fixed_latent, labels=self.fixed_labels)
+        images = self.sample_ema(progress_grid_size(self.config), seed=self.progress_seed, labels=self.progress_labels)
         return save_grid(images, self.out / "progress" / f"step_{self.step:07d}.png", nrow=self.config.model.num_classes)
 
     def _log(self, log, window: LogWindow, skipped: int) -> LogWindow:
@@ -243,7 +250,8 @@ class Trainer:
                     continue
                 bad_in_a_row = 0
                 self.step += 1
-                window.add(result.loss, result.t, self.config.diffusion.num_timesteps)
+                weighted = result.loss if self.config.diffusion.min_snr_gamma is not None else None
+                window.add(result.mse, result.t, self.config.diffusion.num_timesteps, weighted)
                 self._advance_bar()
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     window = self._log(log, window, skipped)

@@ -8,6 +8,7 @@ from typing import Sequence
 import torch
 from PIL import Image
 
+from .. import rng
 from ..data import to_uint8
 from ..errors import DdpmError
 from ..sampling import StepInfo, sample
@@ -57,10 +58,10 @@ def reverse_trajectory(model, schedule: NoiseSchedule, shape: tuple[int, int, in
                        steps: int | None = 50, prediction: str = "eps", seed: int = 0, cond=None, device="cpu",
                        **options) -> tuple[Trajectory, torch.Tensor]:
     """Run one sampler on ``num`` samples recording every step; returns the trajectory and the final uint8 images."""
-    g = torch.Generator().manual_seed(seed)
-    x_T = torch.randn((num, *shape), generator=g).to(device)
+    noise = rng.SampleNoise(seed, range(num))  # the samples ``ddpm sample --seed`` would draw first
+    x_T = rng.randn((num, *shape), noise, device)
     record = Trajectory()
-    x0 = sample(model, schedule, x_T, sampler=sampler, steps=steps, prediction=prediction, generator=g, callback=record,
+    x0 = sample(model, schedule, x_T, sampler=sampler, steps=steps, prediction=prediction, generator=noise, callback=record,
                 cond=cond, **options)
     return record, to_uint8(x0).cpu()
 
@@ -102,15 +103,15 @@ SAMPLER_ROWS = (("DDPM, all T steps", "ddpm", {"steps": None}),
 def sampler_comparison(model, schedule: NoiseSchedule, shape: tuple[int, int, int], *, steps: int = 20, num: int = 8,
                        prediction: str = "eps", seed: int = 0, clip_x0: bool = True, cond=None, device="cpu",
                        scale: int = 2, include_full: bool = True) -> Image.Image:
-    """One row per sampler, all from the same x_T (and the same noise stream for the stochastic ones)."""
-    x_T = torch.randn((num, *shape), generator=torch.Generator().manual_seed(seed)).to(device)
+    """One row per sampler, all from the same x_T (and the same per-sample noise streams for the stochastic ones)."""
     rows, labels = [], []
     for label, name, options in SAMPLER_ROWS:
         if options.get("steps", steps) is None and not include_full:
             continue
         kwargs = {"steps": steps, **options}
-        g = torch.Generator().manual_seed(seed + 1)
-        x0 = sample(model, schedule, x_T, sampler=name, prediction=prediction, clip_x0=clip_x0, generator=g, cond=cond, **kwargs)
+        noise = rng.SampleNoise(seed, range(num))  # fresh streams per row: the same x_T, then the same step noise
+        x_T = rng.randn((num, *shape), noise, device)
+        x0 = sample(model, schedule, x_T, sampler=name, prediction=prediction, clip_x0=clip_x0, generator=noise, cond=cond, **kwargs)
         rows.append(to_uint8(x0).cpu())
         n = kwargs["steps"] or schedule.num_timesteps
         labels.append(f"{label} ({n})" if "all" not in label else label)
