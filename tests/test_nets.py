@@ -132,3 +132,27 @@ def test_timestep_embedding_golden():
     torch.testing.assert_close(e[0], torch.tensor([1.0, 1, 1, 1, 0, 0, 0, 0]))
     freqs = torch.tensor([1.0, 0.1, 0.01, 0.001])  # 10000^(−k/4)
     torch.testing.assert_close(e[1], torch.cat([torch.cos(freqs), torch.sin(freqs)]))
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_resblock_time_injection_by_value(adaptive):
+    """AdaGN (ADM §3): h = GN(h)·(1 + s) + b with (s, b) from the embedding; "add" (DDPM): h = GN(h + e).
+    Checked with a scale far from 0, where (1 + s)·GN(h) and s·GN(h) differ."""
+    torch.manual_seed(0)
+    block = ResBlock(4, 4, emb_dim=3, dropout=0.0, adaptive_norm=adaptive, rescale=False, groups=2).double()
+    block.out_layers = torch.nn.Identity()  # look at the normalised, conditioned features directly
+    with torch.no_grad():
+        block.out_norm.weight.uniform_(0.5, 1.5)
+        block.out_norm.bias.uniform_(-0.5, 0.5)
+    x, emb = torch.randn(2, 4, 5, 5, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+    e = block.emb(emb)[:, :, None, None]
+    h = block.in_layers(x)
+    gn = block.out_norm
+    norm = lambda z: torch.nn.functional.group_norm(z, gn.num_groups, gn.weight, gn.bias, gn.eps)  # noqa: E731
+    if adaptive:
+        scale, shift = e[:, :4], e[:, 4:]
+        assert scale.abs().mean() > 0.1
+        expected = x + norm(h) * (1 + scale) + shift
+    else:
+        expected = x + norm(h + e)
+    torch.testing.assert_close(block(x, emb), expected, rtol=1e-10, atol=1e-10)

@@ -268,3 +268,58 @@ def test_bad_x_T_and_schedule():
         sample(_model, s, torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="schedule must be a NoiseSchedule"):
         sample(_model, "linear", torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("lower_order_final", [True, False])
+def test_dpm_solver_pp_matches_the_official_multistep_update_on_a_non_uniform_grid(lower_order_final):
+    """Golden trajectory: the official DPM-Solver (LuChengTHU/dpm-solver, ``multistep_dpm_solver_second_update``,
+    algorithm "dpmsolver++", solver_type "dpmsolver") in float64 on a grid whose step ratios r = h_{i−1}/h_i
+    range over 0.02…20, so an inverted r or a wrong coefficient cannot pass:
+        x_t = (σ_t/σ_s) x − α_t φ₁ m₀ − ½ α_t φ₁ (m₀ − m₁)/r,   φ₁ = e^{−h} − 1,
+    the first step (and, under 10 evaluations with ``lower_order_final``, the step into t = 0) at first order
+    x_t = (σ_t/σ_s) x − α_t φ₁ m₀; the run ends with x̂₀ at t = 0."""
+    s = NoiseSchedule.from_name("cosine", 1000)
+    grid = [0, 2, 30, 35, 300, 310, 900]
+    model = lambda x, t: torch.tanh(1.5 * x) * (0.4 + t.view(-1, 1).to(x.dtype) / 2000)  # noqa: E731  (x̂₀)
+    xT = noise(6)
+    infos = []
+    out = sample(model, s, xT, sampler="dpm-solver++", timesteps=grid, prediction="x0", callback=infos.append,
+                 lower_order_final=lower_order_final)
+    abar = s.alphas_cumprod
+    alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
+    lam = torch.log(alpha / sigma)
+    ts = list(reversed(grid))
+    x, m_prev, expected_states = xT.clone(), None, [xT.clone()]
+    for k in range(len(ts) - 1):
+        t_s, t = ts[k], ts[k + 1]
+        m0 = model(x, torch.full((len(x),), t_s))
+        h = lam[t] - lam[t_s]
+        phi_1 = torch.expm1(-h)
+        first_order = k == 0 or (lower_order_final and t == 0 and len(grid) < 10)
+        if first_order:
+            x = sigma[t] / sigma[t_s] * x - alpha[t] * phi_1 * m0
+        else:
+            r0 = (lam[t_s] - lam[ts[k - 1]]) / h
+            x = sigma[t] / sigma[t_s] * x - alpha[t] * phi_1 * m0 - 0.5 * alpha[t] * phi_1 * (m0 - m_prev) / r0
+        m_prev = m0
+        expected_states.append(x.clone())
+    for info, expected in zip(infos, expected_states):
+        torch.testing.assert_close(info.x_t, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, model(x, torch.zeros(len(x), dtype=torch.long)), rtol=1e-10, atol=1e-12)
+    r = [(lam[ts[k]] - lam[ts[k - 1]]) / (lam[ts[k + 1]] - lam[ts[k]]) for k in range(1, len(ts) - 1)]
+    assert min(r) < 0.1 and max(r) > 5
+
+
+@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+def test_ancestral_ddpm_adds_no_noise_at_the_last_step(variance):
+    """The output is exactly the posterior mean of the step at t = 0, with no σ₀ z added, although the
+    variance kept there (β̃₁, for σ² = β as for β̃) is not zero."""
+    s = NoiseSchedule.from_name("linear", 2)
+    assert s.fixed_log_variance(variance).exp()[0] > 0
+    model = lambda x, t: 0.5 * x  # noqa: E731
+    xT = noise(64)
+    infos = []
+    out = sample(model, s, xT, sampler="ddpm", variance=variance, generator=gen(), callback=infos.append)
+    x_1 = infos[-1].x_t  # the state the last step starts from (t = 0)
+    expected = s.posterior_mean_coef1[0] * infos[-1].x0_pred + s.posterior_mean_coef2[0] * x_1
+    torch.testing.assert_close(out, expected.to(out.dtype), rtol=1e-6, atol=1e-6)

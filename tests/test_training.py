@@ -141,3 +141,38 @@ def test_min_snr_runs_log_the_plain_squared_error_beside_the_weighted_loss(tmp_p
     assert weighted["loss_per_bucket"] == pytest.approx(plain["loss_per_bucket"], rel=1e-6)
     # ε-prediction's Min-SNR weight min(SNR, 5)/SNR is < 1 wherever SNR > 5: the objective is smaller
     assert weighted["weighted_loss"] < 0.99 * weighted["loss"]
+
+
+def test_one_step_applies_warm_up_clipping_and_the_ema_by_value():
+    """train_step with plain SGD (θ ← θ − lr·g) on a tiny U-Net: the learning rate of step n is lr·(n+1)/warm-up,
+    the gradient is clipped to norm grad_clip, and the EMA is decay·EMA + (1 − decay)·θ with the warm-up decay
+    min(ema_decay, (1 + n)/(10 + n)): 0.1 at step 0, 2/11 at step 1, 0.4 at step 5, ema_decay (0.9) from step 80 on."""
+    import copy
+
+    from ddpm.models import build_model
+    from ddpm.train.step import train_step
+
+    config = tiny_config(train={"lr": 0.01, "warmup_steps": 4, "grad_clip": 1e-3, "ema_decay": 0.9, "ema_warmup": True})
+    config = config.resolved(8, 1, None)
+    torch.manual_seed(0)
+    model = build_model(config)
+    ema = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.add_(0.1)  # an EMA apart from the weights, so that the decay shows
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    x = torch.rand(8, 1, 8, 8) * 2 - 1
+    for step, lr, decay in ((0, 0.0025, 0.1), (1, 0.005, 2 / 11), (5, 0.01, 0.4), (100, 0.01, 0.9)):
+        before = [p.detach().clone() for p in model.parameters()]
+        ema_before = [p.detach().clone() for p in ema.parameters()]
+        result = train_step(model, ema, optimizer, scaler, build_schedule(config), x, None, config=config, step=step,
+                            noise_gen=torch.Generator().manual_seed(step))
+        assert result.applied
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(lr, rel=1e-12)
+        grads = [p.grad for p in model.parameters()]
+        assert torch.sqrt(sum((g.double() ** 2).sum() for g in grads)).item() == pytest.approx(1e-3, rel=1e-4)
+        for p, p0, g in zip(model.parameters(), before, grads):
+            torch.testing.assert_close(p.detach(), p0 - lr * g, rtol=0, atol=1e-9)
+        for e, e0, p in zip(ema.parameters(), ema_before, model.parameters()):
+            torch.testing.assert_close(e.detach(), decay * e0 + (1 - decay) * p.detach(), rtol=1e-6, atol=1e-7)

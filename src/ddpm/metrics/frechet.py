@@ -38,7 +38,7 @@ class FeatureStats:
             raise DdpmError(f"features must be [N, D], got shape {features.shape}")
         if len(features) < 2:
             raise DdpmError(f"{source or 'an image set'} has {len(features)} image(s); FID needs at least 2 (a covariance)")
-        return cls(features.mean(0), np.cov(features, rowvar=False), len(features), feature, source)
+        return cls(features.mean(0), np.atleast_2d(np.cov(features, rowvar=False)), len(features), feature, source)  # [1, 1] for D = 1
 
     def save(self, path: str | Path) -> Path:
         """Write an .npz atomically (numpy writes into the open, fsynced handle; no file is left unclosed)."""
