@@ -60,6 +60,6 @@ def ddpm_exact_moments(coefs: NoiseSchedule, indices: list[int], variance: str, 
         k = gain(abar, mu, s)
         c1, c2 = coefs.posterior_mean_coef1[i].item(), coefs.posterior_mean_coef2[i].item()
         A, B = c1 * k + c2, c1 * (mu - k * abar**0.5 * mu)
-        sigma2 = 0.0 if n == len(indices) - 1 else (coefs.betas[i] if variance == "beta" else coefs.posterior_variance[i]).item()
+        sigma2 = 0.0 if n == len(indices) - 1 else (coefs.betas[i] if variance == "fixed_large" else coefs.posterior_variance[i]).item()
         m, v = A * m + B, A**2 * v + sigma2
     return m, v

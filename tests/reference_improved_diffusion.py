@@ -29,7 +29,7 @@ class Reference:
         return mean, self.posterior_log_variance_clipped[t]
 
     def p_mean_log_variance(self, eps, x_t, t, variance):
-        if variance == "beta":  # FIXED_LARGE
+        if variance == "fixed_large":  # FIXED_LARGE
             log_variance = np.log(np.append(self.posterior_variance[1], self.betas[1:]))[t]
         else:  # FIXED_SMALL
             log_variance = self.posterior_log_variance_clipped[t]

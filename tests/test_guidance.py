@@ -81,3 +81,15 @@ def test_generate_refuses_eta_for_a_sampler_that_takes_none():
         with pytest.raises(DdpmError, match=f"the '{re.escape(sampler)}' sampler takes no eta"):
             generate(net, NoiseSchedule.from_name("linear", 10), num=2, shape=(1, 8, 8), sampler=sampler, steps=3, eta=0.0)
     generate(net, NoiseSchedule.from_name("linear", 10), num=2, shape=(1, 8, 8), sampler="ddim", steps=3, eta=0.5)
+
+
+def test_guidance_of_a_learned_variance_model_guides_the_mean_and_keeps_the_conditional_variance():
+    def model(x, t, y):
+        shift = y.view(-1, 1, 1, 1).float()
+        return torch.cat([x + shift, 10 * x - shift], 1)  # mean part, variance part
+
+    x, t, y = torch.randn(3, 1, 2, 2), torch.tensor([5, 5, 5]), torch.tensor([1, 2, 3])
+    out = ClassifierFreeGuidance(model, 2.0, null_label=0)(x, t, y)
+    cond, uncond = model(x, t, y), model(x, t, torch.zeros_like(y))
+    torch.testing.assert_close(out[:, :1], 3 * cond[:, :1] - 2 * uncond[:, :1])
+    torch.testing.assert_close(out[:, 1:], cond[:, 1:])

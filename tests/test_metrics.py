@@ -175,7 +175,7 @@ def oracle(x0):
 def test_vlb_of_an_exact_denoiser_is_prior_plus_decoder_with_beta_tilde():
     x0 = (torch.randint(0, 256, (4, 1, 6, 6)).float() / 127.5 - 1)
     model, schedule = oracle(x0)
-    out = vlb_terms(model, schedule, x0, variance="beta_tilde", generator=torch.Generator().manual_seed(0))
+    out = vlb_terms(model, schedule, x0, variance="fixed_small", generator=torch.Generator().manual_seed(0))
     assert out["terms"].shape == (4, 40)
     assert out["terms"][:, 1:].abs().max() < 1e-5  # the model's posterior equals the true one: every KL term is 0
     assert torch.allclose(out["total"], out["terms"][:, 0] + out["prior"])
@@ -185,9 +185,9 @@ def test_vlb_of_an_exact_denoiser_is_prior_plus_decoder_with_beta_tilde():
 def test_vlb_kl_terms_with_beta_variance_are_the_variance_mismatch_closed_form():
     x0 = (torch.randint(0, 256, (2, 1, 4, 4)).float() / 127.5 - 1)
     model, schedule = oracle(x0)
-    out = vlb_terms(model, schedule, x0, variance="beta", generator=torch.Generator().manual_seed(0))
+    out = vlb_terms(model, schedule, x0, variance="fixed_large", generator=torch.Generator().manual_seed(0))
     # KL(N(m, β̃_t) ‖ N(m, β_t)) = ½(log β_t − log β̃_t + β̃_t/β_t − 1), per dimension, in bits
-    bt, b = schedule.posterior_variance[1:], schedule.fixed_log_variance("beta")[1:].exp()
+    bt, b = schedule.posterior_variance[1:], schedule.fixed_log_variance("fixed_large")[1:].exp()
     expected = 0.5 * (b.log() - bt.log() + bt / b - 1) / math.log(2)
     assert torch.allclose(out["terms"][:, 1:], expected.expand(2, -1), rtol=1e-4, atol=1e-9)
 
@@ -235,7 +235,7 @@ def test_inception_weights_are_checked_once_per_process(monkeypatch):
 
 def test_fixed_variances_share_beta_tilde_1_at_t0():
     s = NoiseSchedule.from_name("linear", 20)
-    small, large = s.fixed_log_variance("beta_tilde"), s.fixed_log_variance("beta")
+    small, large = s.fixed_log_variance("fixed_small"), s.fixed_log_variance("fixed_large")
     assert small[0] == large[0] == torch.log(s.posterior_variance[1])
     assert torch.allclose(small[1:], s.posterior_variance[1:].log()) and torch.allclose(large[1:], s.betas[1:].log())
 
@@ -253,7 +253,7 @@ def _golden_setup():
     return schedule, Reference(betas.numpy()), x0, model
 
 
-@pytest.mark.parametrize("variance", ["beta_tilde", "beta"])
+@pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
 def test_vlb_terms_equal_improved_diffusions_formulas(variance):
     """Every KL term, the prior (at T−1) and the decoder against a numpy transcription of improved-diffusion on the
     same x_t. Our decoder integrates the exact normal CDF where the reference uses a tanh approximation of Φ: with

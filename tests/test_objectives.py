@@ -58,7 +58,7 @@ def test_respaced_schedule_calls_model_with_original_timesteps():
 
 
 def test_wrong_output_shape():
-    with pytest.raises(ValueError, match=r"model returned shape \(4, 1\) for input \(4, 2\)"):
+    with pytest.raises(ValueError, match=r"model returned \(4, 1\) for x_t of shape \(4, 2\); expected x_t.s shape, or twice its channels"):
         training_loss(lambda x, t: x[:, :1], S, torch.zeros(4, 2))
 
 

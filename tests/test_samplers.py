@@ -27,7 +27,7 @@ def gen(seed=1):
     return torch.Generator().manual_seed(seed)
 
 
-@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+@pytest.mark.parametrize("variance", ["fixed_large", "fixed_small"])
 def test_ddpm_all_steps_reproduces_the_data(variance):
     m, v = ddpm_exact_moments(LINEAR, list(range(1000)), variance)
     # the sampler's exact output distribution is the data's up to discretisation
@@ -40,14 +40,14 @@ def test_ddpm_all_steps_reproduces_the_data(variance):
 
 def test_ddpm_respaced_matches_its_exact_moments():
     r = LINEAR.respaced(50)
-    m, v = ddpm_exact_moments(r, list(range(50)), "beta_tilde")
+    m, v = ddpm_exact_moments(r, list(range(50)), "fixed_small")
     x0 = sample(exact_denoiser(LINEAR), LINEAR, noise(), sampler="ddpm", steps=50, generator=gen())
     assert_gaussian_moments(x0, m, v)
 
 
 def test_naive_skipping_keeps_original_coefficients():
     keep = spaced_timesteps(1000, 50)
-    m, v = ddpm_exact_moments(LINEAR, keep, "beta_tilde")
+    m, v = ddpm_exact_moments(LINEAR, keep, "fixed_small")
     x0 = sample(exact_denoiser(LINEAR), LINEAR, noise(), sampler="ddpm", steps=50, skip="naive", generator=gen())
     assert_gaussian_moments(x0, m, v)
     # …and it is badly wrong, which is why respacing exists: 50 small original steps barely remove
@@ -105,7 +105,7 @@ def test_ddim_eta1_is_ddpm_with_posterior_variance(steps):
     samplers produce the same trajectory (so every step has the same distribution)."""
     xT = noise(256)
     a = sample(exact_denoiser(LINEAR), LINEAR, xT, sampler="ddim", steps=steps, eta=1.0, generator=gen(7))
-    b = sample(exact_denoiser(LINEAR), LINEAR, xT, sampler="ddpm", steps=steps, variance="beta_tilde", generator=gen(7))
+    b = sample(exact_denoiser(LINEAR), LINEAR, xT, sampler="ddpm", steps=steps, variance="fixed_small", generator=gen(7))
     torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
@@ -115,7 +115,7 @@ def test_ddim_one_step_distribution_matches_ddpm():
     xT = noise(64)
     outs = {}
     for seed in (1, 2):
-        for name, kw in [("ddim", dict(eta=1.0)), ("ddpm", dict(variance="beta_tilde"))]:
+        for name, kw in [("ddim", dict(eta=1.0)), ("ddpm", dict(variance="fixed_small"))]:
             states = []
             sample(exact_denoiser(LINEAR), r, xT, sampler=name, generator=gen(seed), callback=lambda i: states.append(i.x_t), **kw)
             outs[name, seed] = states[1]  # x at t = 400 after one step from t = 999
@@ -241,7 +241,8 @@ def _model(x, t):
         (dict(sampler="ddim", timesteps=[3, 2]), "timesteps must be a non-empty, strictly increasing list of integers in 0..9"),
         (dict(sampler="ddim", timesteps=[0, 10]), "strictly increasing list of integers in 0..9"),
         (dict(sampler="ddim", timesteps=[0, 5], steps=3), "steps = 3 disagrees with the 2 timesteps given"),
-        (dict(sampler="ddpm", variance="learned"), "unknown variance 'learned'; expected one of beta, beta_tilde"),
+        (dict(sampler="ddpm", variance="beta"), "unknown variance 'beta'; expected one of fixed_small, fixed_large, learned, learned_range"),
+        (dict(sampler="ddpm", variance="learned"), r"variance 'learned' needs a model that outputs a variance \(twice the image channels\)"),
         (dict(sampler="ddpm", skip="random"), "unknown skip 'random'; expected one of respace, naive"),
         (dict(sampler="dpm-solver++", order=3), "order must be 1 or 2, got 3"),
         (dict(sampler="ddim", prediction="score"), "unknown prediction 'score'"),
@@ -310,7 +311,7 @@ def test_dpm_solver_pp_matches_the_official_multistep_update_on_a_non_uniform_gr
     assert min(r) < 0.1 and max(r) > 5
 
 
-@pytest.mark.parametrize("variance", ["beta", "beta_tilde"])
+@pytest.mark.parametrize("variance", ["fixed_large", "fixed_small"])
 def test_ancestral_ddpm_adds_no_noise_at_the_last_step(variance):
     """The output is exactly the posterior mean of the step at t = 0, with no σ₀ z added, although the
     variance kept there (β̃₁, for σ² = β as for β̃) is not zero."""

@@ -14,7 +14,7 @@ from .config import SAMPLER_NAMES, RunConfig
 from .data import DATASETS
 from .errors import DdpmError, TrainingDiverged
 from .metrics.domain import DOMAIN_OF
-from .schedules import VARIANCES
+from .schedules import FIXED_VARIANCES
 
 EPILOG = "Run 'ddpm COMMAND --help' for the options of one command."
 class FMT(argparse.ArgumentDefaultsHelpFormatter):
@@ -136,7 +136,11 @@ def _eval_parsers(sub) -> None:
     p.add_argument("--domain", action="store_true", help="domain classifier scores: classifier FID, IS analogue, confident share, class histogram")
     p.add_argument("--nll", action="store_true", help="NLL bound in bits/dim on test images (T network calls per batch)")
     p.add_argument("--nll-images", type=_positive_int, default=256, help="test images for --nll")
-    p.add_argument("--nll-variance", choices=VARIANCES, default="beta_tilde", help="fixed reverse variance σ² for --nll")
+    p.add_argument("--nll-variance", choices=FIXED_VARIANCES, default=None,
+                   help="a fixed reverse variance σ² for --nll in place of the model's own (diffusion.variance)")
+    p.add_argument("--nll-timesteps", type=_positive_int, default=None,
+                   help="estimate the bound's sum over T steps from this many stratified ones (with its standard "
+                        "error); default: all T, exact")
     p.add_argument("--reference", help="reference set: DATASET:SPLIT, an image folder or a statistics .npz (default: the run's dataset, test split)")
     p.add_argument("--no-log", action="store_true", help="do not append the results to the run's metrics.jsonl")
 
@@ -270,7 +274,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     started = time.time()
     with progress_bar(args.num, unit="img", desc="sampling") as bar:
         images = generate(model, build_schedule(config), num=args.num, shape=(config.data.channels, config.data.image_size, config.data.image_size),
-                          **settings.generate_options(), prediction=config.diffusion.prediction, labels=labels, seed=args.seed,
+                          **settings.generate_options(), **config.diffusion.model_options(), labels=labels, seed=args.seed,
                           batch_size=args.batch_size, device=device, progress=bar.update)
     out = write_samples(images, labels, args.out, columns=num_classes if num_classes and args.label is None else None)
     guided = f", guidance w = {settings.guidance:g}" if settings.guidance else ""
@@ -333,7 +337,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         fid, domain = True, config.data.dataset in DOMAIN_OF
     settings = EvalSettings(num=args.num, steps=_parse_steps(args.steps), **_sample_flags(args), seed=args.seed,
                             batch_size=args.batch_size, use_ema=not args.no_ema, fid=fid, domain=domain, nll=nll,
-                            nll_images=args.nll_images, nll_variance=args.nll_variance, reference=args.reference)
+                            nll_images=args.nll_images, nll_variance=args.nll_variance, nll_timesteps=args.nll_timesteps,
+                            reference=args.reference)
     rows = evaluate(args.run, settings, device=pick_device(args.device), bar=_bar, log=not args.no_log)
     print(format_table(rows))
     return 0
@@ -416,7 +421,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
         shape = (d.channels, d.image_size, d.image_size)
         labels = labels_for(config.model.num_classes, args.num)
         cond = {"y": labels.to(device)} if labels is not None else None
-        options = dict(prediction=config.diffusion.prediction, seed=args.seed, cond=cond, device=device,
+        options = dict(**config.diffusion.model_options(), seed=args.seed, cond=cond, device=device,
                        clip_x0=config.sample.clip_x0)
         if args.what == "reverse":
             record, final = process.reverse_trajectory(model, schedule, shape, num=args.num, sampler=args.sampler,

@@ -12,9 +12,12 @@ from typing import Any, Literal, Optional
 from .data import DATASETS
 from .errors import DdpmError
 from .nets import ARCHITECTURES, NetConfig, UNetConfig
+from .objectives import LOSSES
 from .parameterization import PREDICTIONS
 from .sampling import SAMPLERS
 from .schedules import SCHEDULE_NAMES
+from .timestep_sampler import TIMESTEP_SAMPLERS
+from .variance import VARIANCE_TYPES, is_learned
 
 # The choices of each setting come from the module that implements them (argparse reuses the same tuples).
 SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
@@ -43,8 +46,17 @@ class DataConfig:
 class DiffusionConfig:
     schedule: Literal[SCHEDULE_NAMES] = "linear"
     num_timesteps: int = 1000
-    prediction: Literal[PREDICTIONS] = "eps"
+    prediction: Literal[PREDICTIONS] = "eps"  # what the network's mean output is: ε, x₀, v or the posterior mean μ̃
+    # reverse variance Σ_θ: fixed_small (β̃), fixed_large (β), learned (log Σ) or learned_range (improved DDPM eq. 15)
+    variance: Literal[VARIANCE_TYPES] = "fixed_small"
+    # objective: simple (L_simple), hybrid (L_simple + 0.001·L_vlb, the VLB training only Σ), vlb (the true bound's
+    # terms L_t), rescaled_vlb (× T); see ddpm.objectives
+    loss: Literal[LOSSES] = "simple"
     min_snr_gamma: Optional[float] = None  # Min-SNR-γ loss weighting (Hang et al. 2023); 5 is their choice
+
+    def model_options(self) -> dict[str, Any]:
+        """What a sampler must know of the network's output: its ``prediction`` and ``variance``."""
+        return {"prediction": self.prediction, "variance": self.variance}
 
 
 # The [model] section is the chosen network's own config dataclass (one home for its fields and defaults);
@@ -75,6 +87,8 @@ class TrainConfig:
     keep_checkpoints: int = 2  # complete checkpoints kept; older ones are deleted once a newer one is complete
     max_bad_steps: int = 10  # this many non-finite losses or gradients in a row stop the run
     label_dropout: float = 0.1  # conditional runs: share of labels replaced by "no label" (classifier-free guidance)
+    # uniform, or loss_aware: t importance-sampled ∝ √E[L_t²] (improved DDPM §3.3; for the VLB objectives)
+    timestep_sampler: Literal[TIMESTEP_SAMPLERS] = "uniform"
 
 
 @dataclass
@@ -196,6 +210,15 @@ class RunConfig:
         need(1 <= d.num_timesteps <= 10_000, "diffusion.num_timesteps", "in 1..10000")
         need(t.steps >= 1, "train.steps", "a positive integer")
         need(d.min_snr_gamma is None or d.min_snr_gamma > 0, "diffusion.min_snr_gamma", "positive (or absent)")
+        need(d.loss != "hybrid" or is_learned(d.variance), "diffusion.loss",
+             f"simple or vlb with diffusion.variance = {d.variance!r}: hybrid adds a VLB term that trains only a learned "
+             "variance (set diffusion.variance = \"learned_range\")")
+        need(d.min_snr_gamma is None or d.loss in ("simple", "hybrid"), "diffusion.min_snr_gamma",
+             f"absent with diffusion.loss = {d.loss!r} (Min-SNR weights the squared error of L_simple)")
+        need(d.min_snr_gamma is None or d.prediction != "mu", "diffusion.min_snr_gamma",
+             "absent with diffusion.prediction = \"mu\" (Min-SNR is defined for eps, x0 and v targets)")
+        need(t.timestep_sampler == "uniform" or d.loss != "simple", "train.timestep_sampler",
+             "uniform with diffusion.loss = \"simple\" (importance sampling targets the VLB terms; use hybrid or vlb)")
         need(t.max_minutes is None or t.max_minutes > 0, "train.max_minutes", "positive")
         need(t.batch_size >= 1, "train.batch_size", "a positive integer")
         need(t.lr > 0, "train.lr", "positive")

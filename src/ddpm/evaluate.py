@@ -40,7 +40,8 @@ class EvalSettings:
     domain: bool = False
     nll: bool = False
     nll_images: int = 256
-    nll_variance: str = "beta_tilde"
+    nll_variance: str | None = None  # None: the model's own (diffusion.variance); a fixed one may replace it
+    nll_timesteps: int | None = None  # None: the exact sum over all T steps; K: the stratified estimate of K
     reference: str | None = None  # DATASET:SPLIT, folder or stats file; default: the run's dataset, test split
 
 
@@ -147,7 +148,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
         if settings.fid or settings.domain:
             with progress(settings.num, f"sampling {sample.sampler}, {sample.steps} steps") as update:
                 images = generate(model, schedule, num=settings.num, shape=shape, **sample.generate_options(),
-                                  prediction=config.diffusion.prediction, labels=labels, seed=settings.seed,
+                                  **config.diffusion.model_options(), labels=labels, seed=settings.seed,
                                   batch_size=settings.batch_size, device=device, progress=update)
             row["sampling_s"] = time.time() - started
             if inception:
@@ -175,7 +176,8 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
 
 
 def _nll(model, schedule, config, settings: EvalSettings, device, progress) -> dict[str, Any]:
-    """NLL bound in bits/dim on the first ``nll_images`` images of the test split."""
+    """NLL bound in bits/dim on the first ``nll_images`` images of the test split, with the model's variance (or
+    ``nll_variance``, a fixed one, in its place) over all T steps or ``nll_timesteps`` stratified ones."""
     from .data import load_dataset
     from .metrics.nll import vlb_terms
 
@@ -185,19 +187,26 @@ def _nll(model, schedule, config, settings: EvalSettings, device, progress) -> d
                         test_fraction=d.test_fraction)
     n = min(settings.nll_images, len(test))
     g = torch.Generator().manual_seed(settings.seed)
-    totals, terms, priors = [], [], []
-    with progress(((n + settings.batch_size - 1) // settings.batch_size) * schedule.num_timesteps,
+    variance = settings.nll_variance or config.diffusion.variance
+    T = schedule.num_timesteps
+    calls = T if settings.nll_timesteps is None or settings.nll_timesteps >= T - 1 else settings.nll_timesteps + 1
+    totals, terms, priors, fractions = [], [], [], []
+    with progress(((n + settings.batch_size - 1) // settings.batch_size) * calls,
                   f"NLL bound on {n} test images", unit="step") as update:
         for idx in torch.arange(n).split(settings.batch_size):
             x0, y = test.batch(idx, device)
             cond = {"y": y} if config.model.num_classes and y is not None else None
-            out = vlb_terms(model, schedule, x0, prediction=config.diffusion.prediction, variance=settings.nll_variance,
+            out = vlb_terms(model, schedule, x0, prediction=config.diffusion.prediction, variance=variance,
+                            timesteps=settings.nll_timesteps,
                             cond=cond, generator=g, progress=update)
             totals.append(out["total"])
             terms.append(out["terms"])
             priors.append(out["prior"])
+            if "variance_fraction" in out:
+                fractions.append(out["variance_fraction"])
     total, terms_all = torch.cat(totals), torch.cat(terms)
     return {"nll_bpd": total.mean().item(), "nll_bpd_stderr": (total.std() / len(total) ** 0.5).item() if len(total) > 1 else None,
-            "nll_images": n, "nll_variance": settings.nll_variance, "nll_prior_bpd": torch.cat(priors).mean().item(),
+            "nll_images": n, "nll_variance": variance, "nll_timesteps": settings.nll_timesteps or schedule.num_timesteps, "nll_prior_bpd": torch.cat(priors).mean().item(),
             "nll_decoder_bpd": terms_all[:, 0].mean().item(), "nll_terms_bpd": terms_all.mean(0).tolist(),
-            "nll_s": time.time() - started}
+            "nll_s": time.time() - started,
+            **({"nll_variance_fraction": torch.cat(fractions).nanmean(0).tolist()} if fractions else {})}

@@ -27,6 +27,7 @@ def generate(
     steps: int | None = 20,
     eta: float | None = None,
     prediction: str = "eps",
+    variance: str = "fixed_small",
     clip_x0: bool = True,
     labels: torch.Tensor | None = None,
     guidance: float = 0.0,
@@ -42,7 +43,8 @@ def generate(
     whatever ``batch_size``, device or split of the work (``first_index`` lets a shard continue the count).
     ``x_T`` [num, C, H, W], when given, replaces the streams' first draw. ``labels`` [num] condition a class-conditional model; ``guidance`` > 0 is the classifier-free guidance
     weight w. ``eta`` is DDIM's and refused for another sampler, like every option a sampler does not take
-    (``SampleConfig.generate_options`` gives these arguments from a run's settings)."""
+    (``SampleConfig.generate_options`` gives these arguments from a run's settings). ``prediction`` and ``variance``
+    describe the model's output (``DiffusionConfig.model_options``); only ancestral DDPM uses a learned variance."""
     if eta is not None and sampler != "ddim":
         raise DdpmError(f"eta is DDIM's stochasticity; the {sampler!r} sampler takes no eta")
     if guidance:
@@ -55,6 +57,8 @@ def generate(
     if x_T is not None and tuple(x_T.shape) != (num, *shape):
         raise DdpmError(f"x_T has shape {tuple(x_T.shape)}; expected {(num, *shape)}")
     options = {"steps": steps, "prediction": prediction, "clip_x0": clip_x0}
+    if sampler == "ddpm":
+        options["variance"] = variance
     if eta is not None:
         options["eta"] = eta
     out = []

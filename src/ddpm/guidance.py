@@ -37,7 +37,8 @@ class ClassifierFreeGuidance(nn.Module):
     """Wraps a class-conditional denoiser: forward(x [B, …], t [B], y [B]) → the guided output [B, …].
 
     The conditional and unconditional passes run as one batch of 2B. Without labels (y=None) it is the
-    unconditional model; with w = 0 it is the conditional model (one pass).
+    unconditional model; with w = 0 it is the conditional model (one pass). For a model with a learned variance
+    (twice x's channels) only the mean part is guided; the variance part is the conditional pass's, as GLIDE does.
     """
 
     def __init__(self, model: nn.Module, weight: float, null_label: int):
@@ -51,4 +52,7 @@ class ClassifierFreeGuidance(nn.Module):
             return self.model(x, t, y)
         both = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, self.null_label)]))
         cond, uncond = both.chunk(2)
+        if cond.shape[1] == 2 * x.shape[1]:  # a learned variance: guide the mean part, keep the conditional Σ (GLIDE)
+            mean, variance = cond.chunk(2, dim=1)
+            return torch.cat([(1 + self.weight) * mean - self.weight * uncond.chunk(2, dim=1)[0], variance], 1)
         return (1 + self.weight) * cond - self.weight * uncond

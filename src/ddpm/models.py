@@ -10,13 +10,14 @@ from .config import RunConfig
 from .errors import DdpmError
 from .nets import build_network
 from .schedules import NoiseSchedule
+from .variance import output_channels
 
 
 def build_model(config: RunConfig) -> torch.nn.Module:
     """The network described by ``config`` (resolved: image size and channels known from the data)."""
     if config.model.image_size is None:
         raise ValueError("resolve the config with its data (RunConfig.resolved) before building the model")
-    return build_network(config.model)
+    return build_network(config.model, out_channels=output_channels(config.model.in_channels, config.diffusion.variance))
 
 
 def build_schedule(config: RunConfig) -> NoiseSchedule:

@@ -74,18 +74,18 @@ def make_pictures(run_dir: Path, out: Path, model: torch.nn.Module, config, *, d
         pictures["progress"] = process.progress_gif(run_dir, out / "progress.gif")
     log(f"report: reverse trajectory ({s.sampler}, {s.steps} steps)")
     record, final = process.reverse_trajectory(model, schedule, shape, num=REVERSE_SAMPLES, sampler=s.sampler,
-                                               steps=s.steps, prediction=config.diffusion.prediction, clip_x0=s.clip_x0,
+                                               steps=s.steps, **config.diffusion.model_options(), clip_x0=s.clip_x0,
                                                cond={"y": cond["y"][:REVERSE_SAMPLES]} if cond else None, device=device)
     pictures["reverse_gif"] = process.trajectory_gif(record, final, out / "reverse.gif")
     pictures["reverse_strip"] = save_image(process.trajectory_strip(record, final), out / "reverse.png")
     log(f"report: sampler comparison{' (incl. all ' + str(T) + ' DDPM steps)' if full_ddpm else ''}")
     comparison = process.sampler_comparison(model, schedule, shape, steps=min(COMPARISON_STEPS, T), num=COMPARISON_SAMPLES,
-                                            prediction=config.diffusion.prediction, clip_x0=s.clip_x0, cond=cond,
+                                            **config.diffusion.model_options(), clip_x0=s.clip_x0, cond=cond,
                                             device=device, include_full=full_ddpm)
     pictures["samplers"] = save_image(comparison, out / "samplers.png")
     if samples is None:  # conditional: ten samples of each class, one class per column
         num = 10 * k if k else 64
-        samples = generate(net, schedule, num=num, shape=shape, **s.generate_options(), prediction=config.diffusion.prediction,
+        samples = generate(net, schedule, num=num, shape=shape, **s.generate_options(), **config.diffusion.model_options(),
                            labels=labels_for(k, num), device=device)
     pictures["samples"] = save_grid(samples, out / "samples.png", nrow=k or 8, scale=2)
     if [e for e in evals if "fid" in e or "domain_fid" in e]:

@@ -25,8 +25,8 @@ ScheduleName = Literal["linear", "cosine", "sigmoid"]
 SCHEDULE_NAMES: tuple[str, ...] = ("linear", "cosine", "sigmoid")
 Spacing = Literal["uniform", "quadratic", "logsnr"]
 SPACINGS: tuple[str, ...] = ("uniform", "quadratic", "logsnr")
-Variance = Literal["beta", "beta_tilde"]  # the fixed reverse variances σ_t² of DDPM §3.2
-VARIANCES: tuple[str, ...] = ("beta", "beta_tilde")
+FixedVariance = Literal["fixed_small", "fixed_large"]  # the fixed reverse variances σ_t² = β̃_t, β_t of DDPM §3.2
+FIXED_VARIANCES: tuple[str, ...] = ("fixed_small", "fixed_large")
 MAX_TIMESTEPS = 10_000
 MAX_BETA = 0.999  # improved DDPM clips β here so that no step destroys the signal outright
 MIN_LOG_SNR = -5.1  # few-step samplers start where λ ≥ this (the official DPM-Solver's ``clipped_lambda``)
@@ -293,14 +293,14 @@ class NoiseSchedule:
         mean = self.gather("posterior_mean_coef1", t, x_t) * x0 + self.gather("posterior_mean_coef2", t, x_t) * x_t
         return mean, self.gather("posterior_variance", t, x_t), self.gather("posterior_log_variance_clipped", t, x_t)
 
-    def fixed_log_variance(self, variance: Variance) -> torch.Tensor:
-        """log σ_t², float64 [T], of the fixed reverse variances of DDPM §3.2: σ² = β̃_t (``"beta_tilde"``) or
-        β_t (``"beta"``), with β̃_1 at t = 0 for both (improved-diffusion's choice: β̃_0 = 0 has no log)."""
-        if variance == "beta_tilde":
+    def fixed_log_variance(self, variance: FixedVariance) -> torch.Tensor:
+        """log σ_t², float64 [T], of the fixed reverse variances of DDPM §3.2: σ² = β̃_t (``"fixed_small"``) or
+        β_t (``"fixed_large"``), with β̃_1 at t = 0 for both (improved-diffusion's choice: β̃_0 = 0 has no log)."""
+        if variance == "fixed_small":
             return self.posterior_log_variance_clipped
-        if variance == "beta":
+        if variance == "fixed_large":
             return torch.log(torch.cat([self._first_variance, self.betas[1:]]))
-        raise DdpmError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
+        raise DdpmError(f"unknown fixed variance {variance!r}; expected one of {', '.join(FIXED_VARIANCES)}")
 
     def snr(self) -> torch.Tensor:
         """Signal-to-noise ratio ᾱ_t / (1 − ᾱ_t), float64 [T]."""

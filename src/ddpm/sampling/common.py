@@ -9,6 +9,7 @@ import torch
 from .. import rng
 from ..errors import DdpmError
 from ..parameterization import Prediction, check_prediction, to_x0_eps
+from ..variance import split_output
 from ..schedules import NoiseSchedule, Spacing, _check_steps, sampling_start, spaced_timesteps
 
 Model = Callable[..., torch.Tensor]
@@ -34,25 +35,31 @@ Callback = Optional[Callable[[StepInfo], Any]]
 
 
 class Denoiser:
-    """Calls ``model(x_t, t, **cond)`` at one step of a schedule and returns (x̂₀, ε̂).
+    """Calls ``model(x_t, t, **cond)`` at one step and returns (x̂₀, ε̂, u): the data and noise estimates [B, …] and
+    the raw variance output u [B, …] of a model with a learned variance (None for a mean-only model; the
+    deterministic samplers ignore it, ancestral DDPM turns it into Σ_θ with ``variance.log_variance``).
 
-    ``t`` passed to the model is an int64 tensor [B] holding the ORIGINAL timestep index.
+    ``t`` passed to the model is an int64 tensor [B] holding the ORIGINAL timestep index. A posterior-mean (μ̃)
+    prediction is turned into x̂₀ with the posterior coefficients of ``schedule`` (the one given to the sampler,
+    before any respacing: the model's μ̃ is the mean of the step before t in that schedule).
     """
 
-    def __init__(self, model: Model, prediction: Prediction, clip_x0: bool, cond: Mapping[str, Any] | None):
+    def __init__(self, model: Model, prediction: Prediction, clip_x0: bool, cond: Mapping[str, Any] | None,
+                 schedule: NoiseSchedule):
         check_prediction(prediction)
         self.model, self.prediction, self.clip_x0, self.cond = model, prediction, clip_x0, dict(cond or {})
+        self.posterior = {}
+        if prediction == "mu":
+            self.posterior = {int(t): (c1, c2) for t, c1, c2 in zip(schedule.timesteps.tolist(), schedule.posterior_mean_coef1.tolist(),
+                                                                    schedule.posterior_mean_coef2.tolist())}
 
-    def __call__(self, x_t: torch.Tensor, t_original: int, alpha_bar: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x_t: torch.Tensor, t_original: int, alpha_bar: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         t = torch.full((x_t.shape[0],), t_original, dtype=torch.long, device=x_t.device)
-        output = self.model(x_t, t, **self.cond)
-        if not torch.is_tensor(output) or output.shape != x_t.shape:
-            got = tuple(output.shape) if torch.is_tensor(output) else type(output).__name__
-            raise DdpmError(
-                f"model returned {got} for x_t of shape {tuple(x_t.shape)}; "
-                f"a {self.prediction!r} prediction must have the shape of x_t"
-            )
-        return to_x0_eps(output.to(x_t.dtype), x_t, alpha_bar, self.prediction, self.clip_x0)
+        mean_part, u = split_output(self.model(x_t, t, **self.cond), x_t)
+        x0, eps = to_x0_eps(mean_part.to(x_t.dtype), x_t, alpha_bar, self.prediction, self.clip_x0,
+                            self.posterior.get(t_original))
+        return x0, eps, u
 
 
 def randn_like(x: torch.Tensor, generator: rng.Generator) -> torch.Tensor:

@@ -43,7 +43,7 @@ def ddim(
     schedule, visited = prepare(schedule, x_T, steps, spacing, timesteps)
     steps = len(visited)
     coefs = schedule.respace(visited)
-    denoise = Denoiser(model, prediction, clip_x0, cond)
+    denoise = Denoiser(model, prediction, clip_x0, cond, schedule)
     alpha_bar = coefs.alphas_cumprod.tolist()
     alpha_bar_prev = coefs.alphas_cumprod_prev.tolist()
     sigma = (eta * coefs.posterior_variance.sqrt()).tolist()
@@ -51,7 +51,7 @@ def ddim(
 
     x = x_T
     for n, i in enumerate(reversed(range(steps))):
-        x0, eps = denoise(x, t_original[i], alpha_bar[i])
+        x0, eps, _ = denoise(x, t_original[i], alpha_bar[i])  # a variance head is not used
         if callback is not None:
             callback(StepInfo(n, steps, t_original[i], x, x0))
         # max(…, 0) guards the η = 1 case, where 1 − ᾱ_prev − β̃ can round to a tiny negative number.

@@ -6,7 +6,8 @@ from typing import Any, Literal, Mapping, Sequence
 import torch
 
 from ..parameterization import Prediction
-from ..schedules import VARIANCES, NoiseSchedule, Spacing, Variance
+from ..schedules import NoiseSchedule, Spacing
+from ..variance import VARIANCE_TYPES, VarianceType, is_learned, log_variance
 from ..rng import Generator
 from .common import Callback, Denoiser, Model, StepInfo, check_choice, prepare, randn_like
 
@@ -27,14 +28,16 @@ def ddpm(
     callback: Callback = None,
     cond: Mapping[str, Any] | None = None,
     timesteps: Sequence[int] | None = None,
-    variance: Variance = "beta_tilde",
+    variance: VarianceType = "fixed_small",
     skip: Skip = "respace",
     spacing: Spacing = "uniform",
 ) -> torch.Tensor:
     """DDPM ancestral sampling: x_{t−1} = μ̃_t(x_t, x̂₀) + σ_t z, z ~ N(0, I), no noise at the last step.
 
     μ̃ is the posterior mean of DDPM eq. 7 with x₀ replaced by the model's estimate (eq. 11 for ε);
-    σ_t² is β_t (``variance="beta"``) or β̃_t (``"beta_tilde"``), DDPM §3.2.
+    σ_t² is β̃_t (``variance="fixed_small"``) or β_t (``"fixed_large"``), DDPM §3.2, or the model's own Σ_θ
+    (``"learned"``, ``"learned_range"``, improved DDPM eq. 15: the model outputs twice x_t's channels), computed
+    from the β and β̃ of the schedule actually sampled (respaced ones on a respaced run, as improved-diffusion).
     With ``steps`` < T only ``steps`` timesteps (chosen by ``spacing`` from ``schedules.sampling_start`` down to 0,
     or the explicit ``timesteps``) are visited:
     - ``skip="respace"`` samples the respaced process whose β are recomputed from ᾱ at the kept steps
@@ -43,26 +46,34 @@ def ddpm(
       steps did not exist; it is what step skipping looks like without respacing, shown for comparison.
     x_T [B, …] → x₀ [B, …].
     """
-    check_choice("variance", variance, VARIANCES)
+    check_choice("variance", variance, VARIANCE_TYPES)
     check_choice("skip", skip, SKIPS)
     schedule, visited = prepare(schedule, x_T, steps, spacing, timesteps)
     steps = len(visited)
     # the same visited timesteps either way; only the coefficients used at them differ
     coefs, indices = (schedule, visited) if skip == "naive" else (schedule.respace(visited), list(range(steps)))
-    denoise = Denoiser(model, prediction, clip_x0, cond)
+    denoise = Denoiser(model, prediction, clip_x0, cond, schedule)
     # Per-step coefficients as Python floats, read once: a step then costs three fused tensor ops.
     alpha_bar = coefs.alphas_cumprod.tolist()
     coef_x0 = coefs.posterior_mean_coef1.tolist()
     coef_xt = coefs.posterior_mean_coef2.tolist()
-    var = coefs.fixed_log_variance(variance).exp().tolist()
+    learned = is_learned(variance)
+    std = None if learned else coefs.fixed_log_variance(variance).mul(0.5).exp().tolist()
     t_original = coefs.timesteps.tolist()
 
     x = x_T
     for n, i in enumerate(reversed(indices)):
-        x0, _ = denoise(x, t_original[i], alpha_bar[i])
+        x0, _, u = denoise(x, t_original[i], alpha_bar[i])
         if callback is not None:
             callback(StepInfo(n, steps, t_original[i], x, x0))
         mean = coef_x0[i] * x0 + coef_xt[i] * x
-        last = n == steps - 1
-        x = mean if last else mean + var[i] ** 0.5 * randn_like(x, generator)
+        if n == steps - 1:  # no noise at the last step
+            x = mean
+        elif learned:
+            index = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
+            # in float64 like the fixed σ above, so u = −1 of learned_range gives fixed_small's samples bit for bit
+            sigma = torch.exp(0.5 * log_variance(coefs, index, variance, u, like=x.double())).to(x.dtype)
+            x = mean + sigma * randn_like(x, generator)
+        else:
+            x = mean + std[i] * randn_like(x, generator)
     return x

@@ -55,7 +55,7 @@ def dpm_solver_pp(
     schedule, visited = prepare(schedule, x_T, steps, spacing, timesteps)
     steps = len(visited)
     coefs = schedule.respace(visited)
-    denoise = Denoiser(model, prediction, clip_x0, cond)
+    denoise = Denoiser(model, prediction, clip_x0, cond, schedule)
     alpha_bar = coefs.alphas_cumprod.tolist()
     alpha = [a ** 0.5 for a in alpha_bar]
     sigma = [(1.0 - a) ** 0.5 for a in alpha_bar]
@@ -65,7 +65,7 @@ def dpm_solver_pp(
     x = x_T
     x0_prev, h_prev = None, None
     for n, i in enumerate(reversed(range(steps))):
-        x0, _ = denoise(x, t_original[i], alpha_bar[i])
+        x0, _, _ = denoise(x, t_original[i], alpha_bar[i])  # a variance head is not used
         if callback is not None:
             callback(StepInfo(n, steps, t_original[i], x, x0))
         if i == 0:

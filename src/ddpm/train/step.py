@@ -10,6 +10,7 @@ from ..config import RunConfig, TrainConfig
 from ..guidance import drop_labels
 from ..objectives import training_loss
 from ..schedules import NoiseSchedule
+from ..timestep_sampler import TimestepSampler
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -37,20 +38,23 @@ class StepResult:
     """``applied``: the weights changed (and the step counts). Otherwise ``reason`` says why not: "non-finite"
     (a loss or gradient that is not finite) or "fp16 overflow" (the grad scaler skipped the step and lowered
     its scale). Per example (detached) [B]: ``mse``, the plain squared error (comparable between runs whatever
-    their weighting), ``loss``, the objective that was minimised (``mse`` times the Min-SNR weight, when set),
-    and ``t``, the timesteps."""
+    their objective), ``loss``, the objective that was minimised (``objectives.training_loss``), ``t``, the
+    timesteps, and ``vlb``, the VLB terms L_t in bits/dim (None for L_simple)."""
 
     applied: bool
     reason: str | None
     mse: torch.Tensor
     loss: torch.Tensor
     t: torch.Tensor
+    vlb: torch.Tensor | None = None
 
 
 def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, schedule: NoiseSchedule, x: torch.Tensor, y: torch.Tensor | None, *,
-               config: RunConfig, step: int, noise_gen: torch.Generator) -> StepResult:
-    """One step on the batch x [B, C, H, W] (labels y [B] or None) at optimiser step ``step``."""
+               config: RunConfig, step: int, noise_gen: torch.Generator,
+               timestep_sampler: TimestepSampler | None = None) -> StepResult:
+    """One step on the batch x [B, C, H, W] (labels y [B] or None) at optimiser step ``step``; t from
+    ``timestep_sampler`` (uniform when None), which then records the step's VLB terms."""
     t = config.train
     if y is not None:  # classifier-free guidance: the same net also learns ε(x_t, ∅)
         y = drop_labels(y, t.label_dropout, config.model.num_classes, noise_gen)
@@ -58,11 +62,15 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
         group["lr"] = lr_at(t, step)
     dtype = AUTOCAST_DTYPES.get(t.precision)
     with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        out = training_loss(model, schedule, x, prediction=config.diffusion.prediction, generator=noise_gen,
-                            cond={"y": y} if y is not None else None, min_snr_gamma=config.diffusion.min_snr_gamma)
+        d = config.diffusion
+        t_steps, weights = (timestep_sampler or TimestepSampler("uniform", schedule.num_timesteps)).sample(len(x), x.device, noise_gen)
+        out = training_loss(model, schedule, x, prediction=d.prediction, variance=d.variance, loss=d.loss, t=t_steps,
+                            weights=weights, generator=noise_gen, cond={"y": y} if y is not None else None,
+                            min_snr_gamma=d.min_snr_gamma)
     loss = out["loss"].mean()
     optimizer.zero_grad(set_to_none=True)
-    result = StepResult(False, "non-finite", out["mse"].detach(), out["loss"].detach(), out["t"])
+    vlb = out["vlb"].detach() if "vlb" in out else None
+    result = StepResult(False, "non-finite", out["mse"].detach(), out["loss"].detach(), out["t"], vlb)
     if not torch.isfinite(loss):
         return result
     scaler.scale(loss).backward()
@@ -81,5 +89,7 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
         result.reason = "fp16 overflow" if scaler.get_scale() >= 1.0 else "non-finite"  # below 1: not an overflow
         return result
     update_ema(ema, model, ema_decay_at(t, step))
+    if timestep_sampler is not None and vlb is not None:
+        timestep_sampler.update(t_steps, vlb)
     result.applied, result.reason = True, None
     return result

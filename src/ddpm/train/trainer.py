@@ -23,6 +23,7 @@ from ..models import build_model, build_schedule, load_into
 from ..progress import progress_bar
 from ..viz import save_grid
 from . import run_dir
+from ..timestep_sampler import TimestepSampler
 from .state import DataOrder, global_rng_state, restore_global_rng_state
 from .step import lr_at, train_step
 
@@ -54,17 +55,22 @@ def resolve_config(config: RunConfig, data: ImageData) -> RunConfig:
 
 class LogWindow:
     """Loss statistics since the last log record: ``loss``, the plain squared error of the model's target (the
-    same quantity whatever the weighting, so runs compare), the same per tenth of the timestep range, images/s,
-    and, when the objective is weighted (Min-SNR), ``weighted_loss``, the objective itself."""
+    same quantity whatever the weighting or objective, so runs compare), the same per tenth of the timestep
+    range, images/s; when the objective is weighted (Min-SNR), ``weighted_loss``, the objective itself; with a
+    VLB objective ``vlb_loss`` (the mean L_t in bits/dim, T times it estimates the bound's sum) and the same per
+    tenth of the timestep range, ``vlb_per_bucket``."""
 
     def __init__(self):
         self.started = time.time()
         self.steps, self.images, self.loss_sum, self.weighted_sum = 0, 0, 0.0, None
         self.bucket_sum = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
         self.bucket_n = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
+        self.vlb_sum: torch.Tensor | None = None
 
-    def add(self, mse: torch.Tensor, t: torch.Tensor, num_timesteps: int, weighted: torch.Tensor | None = None) -> None:
-        """mse [B] and t [B] of one step; ``weighted`` [B], the weighted objective, when it differs from mse."""
+    def add(self, mse: torch.Tensor, t: torch.Tensor, num_timesteps: int, weighted: torch.Tensor | None = None,
+            vlb: torch.Tensor | None = None) -> None:
+        """mse [B] and t [B] of one step; ``weighted`` [B], the weighted objective, when it differs from mse;
+        ``vlb`` [B], the VLB terms L_t, when the objective computes them."""
         mse = mse.double().cpu()
         buckets = (t.cpu() * NUM_LOSS_BUCKETS // num_timesteps).clamp(max=NUM_LOSS_BUCKETS - 1)
         self.bucket_sum.index_add_(0, buckets, mse)
@@ -72,6 +78,10 @@ class LogWindow:
         self.steps, self.images, self.loss_sum = self.steps + 1, self.images + len(mse), self.loss_sum + mse.mean().item()
         if weighted is not None:
             self.weighted_sum = (self.weighted_sum or 0.0) + weighted.double().mean().item()
+        if vlb is not None:
+            if self.vlb_sum is None:
+                self.vlb_sum = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
+            self.vlb_sum.index_add_(0, buckets, vlb.double().cpu())
 
     def summary(self, now: float) -> dict[str, Any]:
         steps = max(self.steps, 1)
@@ -79,6 +89,9 @@ class LogWindow:
                "loss_per_bucket": [(s / n if n else None) for s, n in zip(self.bucket_sum.tolist(), self.bucket_n.tolist())]}
         if self.weighted_sum is not None:
             out["weighted_loss"] = self.weighted_sum / steps
+        if self.vlb_sum is not None:
+            out["vlb_loss"] = (self.vlb_sum.sum() / self.bucket_n.sum().clamp(min=1)).item()
+            out["vlb_per_bucket"] = [(s / n if n else None) for s, n in zip(self.vlb_sum.tolist(), self.bucket_n.tolist())]
         return out
 
 
@@ -117,6 +130,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
         self.step = 0
         self.data_order = DataOrder(len(self.data), t.seed + 1)
+        self.timestep_sampler = TimestepSampler(t.timestep_sampler, self.config.diffusion.num_timesteps)
         self.noise_gen = torch.Generator(device=device).manual_seed(t.seed + 2)
         self.elapsed_before = 0.0
         self.started, self.start_step = time.time(), 0
@@ -134,6 +148,7 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                 **global_rng_state(self.device), **self.data_order.state_dict(),
+                "timestep_sampler": self.timestep_sampler.state_dict(),
                 "noise_rng": self.noise_gen.get_state().cpu(), "elapsed": self.elapsed_before + (time.time() - self.started)}
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -143,6 +158,8 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         restore_global_rng_state(state, self.device)
         self.data_order.load_state_dict(state)
+        if "timestep_sampler" in state:  # absent in checkpoints from before importance sampling (always uniform)
+            self.timestep_sampler.load_state_dict(state["timestep_sampler"])
         self.noise_gen.set_state(state["noise_rng"].to(self.noise_gen.device) if self.device.type != "cpu" else state["noise_rng"])
         self.elapsed_before = float(state["elapsed"])
 
@@ -168,7 +185,7 @@ class Trainer:
         """uint8 samples [num, C, H, W] from the EMA weights with the run's [sample] settings."""
         s, d = self.config.sample, self.config.data
         return generate(self.ema, self.schedule, num=num, shape=(d.channels, d.image_size, d.image_size),
-                        **s.generate_options(), prediction=self.config.diffusion.prediction, labels=labels, seed=seed,
+                        **s.generate_options(), **self.config.diffusion.model_options(), labels=labels, seed=seed,
                         device=self.device)
 
     def save_progress_grid(self) -> Path:
@@ -239,7 +256,8 @@ class Trainer:
                     break
                 x, y = self.next_batch()
                 result = train_step(self.model, self.ema, self.optimizer, self.scaler, self.schedule, x, y,
-                                    config=self.config, step=self.step, noise_gen=self.noise_gen)
+                                    config=self.config, step=self.step, noise_gen=self.noise_gen,
+                                    timestep_sampler=self.timestep_sampler)
                 if not result.applied:
                     skipped += 1
                     bad_in_a_row += result.reason == "non-finite"
@@ -251,7 +269,7 @@ class Trainer:
                 bad_in_a_row = 0
                 self.step += 1
                 weighted = result.loss if self.config.diffusion.min_snr_gamma is not None else None
-                window.add(result.mse, result.t, self.config.diffusion.num_timesteps, weighted)
+                window.add(result.mse, result.t, self.config.diffusion.num_timesteps, weighted, result.vlb)
                 self._advance_bar()
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     window = self._log(log, window, skipped)

@@ -55,9 +55,12 @@ class Trajectory:
 
 
 def reverse_trajectory(model, schedule: NoiseSchedule, shape: tuple[int, int, int], *, num: int = 4, sampler: str = "ddim",
-                       steps: int | None = 50, prediction: str = "eps", seed: int = 0, cond=None, device="cpu",
-                       **options) -> tuple[Trajectory, torch.Tensor]:
-    """Run one sampler on ``num`` samples recording every step; returns the trajectory and the final uint8 images."""
+                       steps: int | None = 50, prediction: str = "eps", variance: str = "fixed_small", seed: int = 0,
+                       cond=None, device="cpu", **options) -> tuple[Trajectory, torch.Tensor]:
+    """Run one sampler on ``num`` samples recording every step; returns the trajectory and the final uint8 images.
+    ``variance`` (the model's) is used by ancestral DDPM only."""
+    if sampler == "ddpm":
+        options["variance"] = variance
     noise = rng.SampleNoise(seed, range(num))  # the samples ``ddpm sample --seed`` would draw first
     x_T = rng.randn((num, *shape), noise, device)
     record = Trajectory()
@@ -101,14 +104,14 @@ SAMPLER_ROWS = (("DDPM, all T steps", "ddpm", {"steps": None}),
 
 
 def sampler_comparison(model, schedule: NoiseSchedule, shape: tuple[int, int, int], *, steps: int = 20, num: int = 8,
-                       prediction: str = "eps", seed: int = 0, clip_x0: bool = True, cond=None, device="cpu",
-                       scale: int = 2, include_full: bool = True) -> Image.Image:
+                       prediction: str = "eps", variance: str = "fixed_small", seed: int = 0, clip_x0: bool = True,
+                       cond=None, device="cpu", scale: int = 2, include_full: bool = True) -> Image.Image:
     """One row per sampler, all from the same x_T (and the same per-sample noise streams for the stochastic ones)."""
     rows, labels = [], []
     for label, name, options in SAMPLER_ROWS:
         if options.get("steps", steps) is None and not include_full:
             continue
-        kwargs = {"steps": steps, **options}
+        kwargs = {"steps": steps, **options, **({"variance": variance} if name == "ddpm" else {})}
         noise = rng.SampleNoise(seed, range(num))  # fresh streams per row: the same x_T, then the same step noise
         x_T = rng.randn((num, *shape), noise, device)
         x0 = sample(model, schedule, x_T, sampler=name, prediction=prediction, clip_x0=clip_x0, generator=noise, cond=cond, **kwargs)

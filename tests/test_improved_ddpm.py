@@ -1,0 +1,287 @@
+"""Improved DDPM: learned variances, the hybrid and VLB objectives, importance-sampled t, μ̃ prediction, the
+Monte-Carlo NLL — each checked against its formula, an exact case or a Monte-Carlo estimate."""
+import json
+
+import pytest
+import torch
+
+from ddpm import NoiseSchedule, sample
+from ddpm.config import RunConfig
+from ddpm.errors import DdpmError
+from ddpm.metrics.nll import vlb_terms
+from ddpm.objectives import training_loss
+from ddpm.parameterization import eps_from_x0, mu_from_x0, to_x0_eps, x0_from_mu
+from ddpm.timestep_sampler import HISTORY, TimestepSampler
+from ddpm.variance import log_variance
+from gaussian import MU, S, ddpm_exact_moments, exact_denoiser
+from helpers import sklearn_digits, tiny_config
+from stats import Z, assert_gaussian_moments
+
+COSINE = NoiseSchedule.from_name("cosine", 100)
+
+
+def with_variance_head(model, u):
+    """A mean-only model with a constant variance output u appended (twice the channels)."""
+    def wrapped(x, t, **kw):
+        mean = model(x, t, **kw)
+        return torch.cat([mean, torch.full_like(mean, u) if not callable(u) else u(x, t)], 1)
+    return wrapped
+
+
+# -- Σ_θ ------------------------------------------------------------------------------------------------
+def test_learned_range_lies_between_beta_tilde_and_beta_and_meets_them_at_the_ends():
+    t = torch.arange(100)
+    like = torch.zeros(100, 1, 2, 2, dtype=torch.float64)
+    beta_tilde = COSINE.posterior_log_variance_clipped.exp()  # β̃₁ at t = 0
+    beta = COSINE.betas
+    at = lambda u: log_variance(COSINE, t, "learned_range", torch.full_like(like, u), like).exp()[:, 0, 0, 0]  # noqa: E731
+    torch.testing.assert_close(at(-1.0), beta_tilde, rtol=1e-12, atol=0)
+    torch.testing.assert_close(at(1.0), beta, rtol=1e-12, atol=0)
+    for u in (-0.7, 0.0, 0.4, 0.99):
+        v = at(u)
+        assert ((v >= beta_tilde.clamp(max=beta) * (1 - 1e-12)) & (v <= beta.clamp(min=beta_tilde) * (1 + 1e-12))).all()
+    # geometric interpolation: u = 0 is √(β β̃)
+    torch.testing.assert_close(at(0.0), (beta * beta_tilde).sqrt(), rtol=1e-12, atol=0)
+    # "learned" is log Σ itself; the fixed ones are the schedule's
+    u = torch.randn_like(like)
+    assert torch.equal(log_variance(COSINE, t, "learned", u, like), u)
+    torch.testing.assert_close(log_variance(COSINE, t, "fixed_large", None, like)[:, 0, 0, 0], COSINE.fixed_log_variance("fixed_large"))
+
+
+# -- conversions ------------------------------------------------------------------------------------------
+def test_mu_eps_x0_conversions_round_trip():
+    t = torch.tensor([0, 1, 30, 99])
+    x0, eps = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    abar = COSINE.gather("alphas_cumprod", t, x0)
+    x_t = COSINE.q_sample(x0, t, eps)
+    posterior = (COSINE.gather("posterior_mean_coef1", t, x0), COSINE.gather("posterior_mean_coef2", t, x0))
+    mu = mu_from_x0(x_t, x0, posterior)
+    torch.testing.assert_close(mu, COSINE.q_posterior(x0, x_t, t)[0], rtol=1e-12, atol=1e-12)  # DDPM eq. 7
+    torch.testing.assert_close(x0_from_mu(x_t, mu, posterior), x0, rtol=1e-9, atol=1e-9)
+    x0_back, eps_back = to_x0_eps(mu, x_t, abar, "mu", posterior=posterior)
+    torch.testing.assert_close(x0_back, x0, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(eps_back, eps_from_x0(x_t, x0, abar), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(eps_back, eps, rtol=1e-7, atol=1e-7)
+    with pytest.raises(DdpmError, match="needs the posterior coefficients"):
+        to_x0_eps(mu, x_t, abar, "mu")
+
+
+# -- objectives -------------------------------------------------------------------------------------------
+def leaf_model(shape, channels_out):
+    """A 'model' whose output is a leaf tensor, so gradients into the mean and variance parts can be read."""
+    out = torch.randn(shape[0], channels_out, *shape[2:], requires_grad=True)
+    return out, (lambda x, t: out)
+
+
+def images(n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 1, 4, 4), generator=g).float() / 127.5 - 1
+
+
+@pytest.mark.parametrize("loss, mean_gets_vlb_gradient", [("hybrid", False), ("vlb", True), ("rescaled_vlb", True)])
+def test_the_hybrid_vlb_term_sends_no_gradient_into_the_mean(loss, mean_gets_vlb_gradient):
+    x0 = images()
+    out_leaf, model = leaf_model(x0.shape, 2)
+    t = torch.tensor([0, 1, 5, 40, 80, 99])
+    out = training_loss(model, COSINE, x0, variance="learned_range", loss=loss, t=t, generator=torch.Generator().manual_seed(0))
+    out["vlb"].sum().backward()
+    mean_grad, var_grad = out_leaf.grad[:, :1], out_leaf.grad[:, 1:]
+    assert var_grad.abs().sum() > 0
+    assert (mean_grad.abs().sum() > 0) == mean_gets_vlb_gradient or loss == "hybrid"
+    if loss == "hybrid":
+        # the VLB term's graph reaches only u: the mean's gradient is exactly zero
+        assert torch.equal(mean_grad, torch.zeros_like(mean_grad))
+        # and the hybrid objective is mse + (T/1000)·L_t per example
+        torch.testing.assert_close(out["loss"], out["mse"] + 0.1 * out["vlb"].float())
+
+
+@pytest.mark.parametrize("variance", ["fixed_small", "learned_range", "learned"])
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v", "mu"])
+def test_kl_is_zero_when_the_model_is_the_true_posterior(variance, prediction):
+    """A model that knows the noise predicts the true posterior mean; with Σ = β̃ (u = −1, or u = log β̃) the KL
+    terms vanish for every t ≥ 1, and the L_t that remains at t = 0 is the decoder's."""
+    x0 = images(8)
+    t = torch.arange(1, 9) * 11
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
+    x_t = COSINE.q_sample(x0, t, noise)
+    abar = COSINE.gather("alphas_cumprod", t, x0)
+    posterior = (COSINE.gather("posterior_mean_coef1", t, x0), COSINE.gather("posterior_mean_coef2", t, x0))
+    from ddpm.parameterization import target_for
+
+    mean = target_for(prediction, x0, noise, abar, x_t, posterior)
+    u = {"learned_range": torch.full_like(x0, -1.0), "learned": COSINE.gather("posterior_variance", t, x0).log().expand_as(x0)}.get(variance)
+    model = (lambda x, tt: mean) if u is None else (lambda x, tt: torch.cat([mean, u], 1))
+    out = training_loss(model, COSINE, x0, prediction=prediction, variance=variance, loss="vlb", t=t, noise=noise)
+    assert out["vlb"].abs().max() < 1e-4, out["vlb"]
+
+
+def test_vlb_with_fixed_variance_trains_the_mean_and_matches_the_nll_term():
+    """The training objective's L_t is the NLL's term: same x_t, same number (unclipped x̂₀ here and there)."""
+    x0 = images(5)
+    model = lambda x, t: 0.3 * torch.tanh(x)  # noqa: E731
+    T = COSINE.num_timesteps
+    nll = vlb_terms(model, COSINE, x0, clip_x0=False, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    noises = {t: torch.randn(x0.shape, generator=g) for t in reversed(range(T))}
+    for t in (0, 1, 50, 99):
+        out = training_loss(model, COSINE, x0, loss="vlb", t=torch.full((5,), t), noise=noises[t])
+        torch.testing.assert_close(out["vlb"].double(), nll["terms"][:, t], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(training_loss(model, COSINE, x0, loss="rescaled_vlb", t=torch.full((5,), t),
+                                                 noise=noises[t])["loss"], T * out["loss"])
+
+
+# -- importance sampling ----------------------------------------------------------------------------------
+def test_loss_aware_sampler_is_uniform_until_warm_then_favours_high_loss_and_stays_unbiased():
+    T = 20
+    sampler = TimestepSampler("loss_aware", T)
+    g = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(sampler.probabilities(), torch.full((T,), 1 / T, dtype=torch.float64))
+    loss_of = lambda t: 0.1 + (t.double() / T) ** 2 * 5  # noqa: E731  (a loss that grows with t)
+    for k in range(HISTORY):  # L_t ± 1 in turn: √E[L_t²] = √(L_t² + 1), which E[L_t] = L_t would not give
+        t = torch.arange(T)
+        sampler.update(t, loss_of(t) + (-1) ** k)
+    p = sampler.probabilities()
+    assert p.sum().item() == pytest.approx(1.0, abs=1e-12) and (p > 0).all()
+    assert p[-1] > 4 * p[0]
+    # p_t ∝ √E[L_t²] mixed with 0.001 uniform
+    w = (loss_of(torch.arange(T)) ** 2 + 1).sqrt()
+    torch.testing.assert_close(p, w / w.sum() * 0.999 + 0.001 / T)
+    w = loss_of(torch.arange(T))  # the mean loss the reweighted estimate must reproduce
+    # unbiased: E_{t~p}[L_t / (T p_t)] = mean_t L_t; n draws, tolerance Z standard errors of the sample mean
+    t, weights = sampler.sample(200_000, "cpu", g)
+    estimate = weights.double() * loss_of(t)
+    assert abs(estimate.mean() - w.mean()) < Z * estimate.std() / len(estimate) ** 0.5
+    # the drawn t follow p (a chi-square-free check: each frequency within Z binomial standard errors)
+    freq = torch.bincount(t, minlength=T).double() / len(t)
+    assert ((freq - p).abs() <= Z * (p * (1 - p) / len(t)).sqrt()).all()
+    # the history keeps the last HISTORY values, and the state round-trips
+    sampler.update(torch.tensor([0]), torch.tensor([7.0]))
+    assert sampler.history[0, -1] == 7.0 and sampler.count[0] == HISTORY
+    other = TimestepSampler("loss_aware", T)
+    other.load_state_dict(sampler.state_dict())
+    torch.testing.assert_close(other.probabilities(), sampler.probabilities())
+    with pytest.raises(DdpmError, match="not this run's"):
+        TimestepSampler("loss_aware", T + 1).load_state_dict(sampler.state_dict())
+
+
+# -- sampling ---------------------------------------------------------------------------------------------
+def test_learned_range_at_the_beta_tilde_end_samples_exactly_like_fixed_small():
+    s = NoiseSchedule.from_name("cosine", 200)
+    model = exact_denoiser(s)
+    xT = torch.randn(64, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for steps in (None, 20):
+        a = sample(model, s, xT, sampler="ddpm", steps=steps, variance="fixed_small", generator=torch.Generator().manual_seed(1))
+        b = sample(with_variance_head(model, -1.0), s, xT, sampler="ddpm", steps=steps, variance="learned_range",
+                   generator=torch.Generator().manual_seed(1))
+        assert torch.equal(a, b)
+        c = sample(with_variance_head(model, 1.0), s, xT, sampler="ddpm", steps=steps, variance="learned_range",
+                   generator=torch.Generator().manual_seed(1))
+        d = sample(model, s, xT, sampler="ddpm", steps=steps, variance="fixed_large", generator=torch.Generator().manual_seed(1))
+        # u = 1 is log β_t at every t, fixed_large has β̃₁ at t = 0 — where no noise is added: the same samples
+        torch.testing.assert_close(c, d, rtol=1e-12, atol=1e-12)
+    # the deterministic samplers ignore the variance head
+    for sampler in ("ddim", "dpm-solver++"):
+        torch.testing.assert_close(sample(model, s, xT, sampler=sampler, steps=10),
+                                   sample(with_variance_head(model, 0.3), s, xT, sampler=sampler, steps=10))
+
+
+def test_an_exact_denoiser_with_learned_variance_reproduces_the_data():
+    s = NoiseSchedule.from_name("linear", 1000)
+    xT = torch.randn(20_000, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    model = with_variance_head(exact_denoiser(s), -1.0)
+    m, v = ddpm_exact_moments(s, list(range(1000)), "fixed_small")
+    x0 = sample(model, s, xT, sampler="ddpm", variance="learned_range", generator=torch.Generator().manual_seed(1))
+    assert_gaussian_moments(x0, m, v)
+    assert_gaussian_moments(x0, MU, S**2, bias_var=0.025, bias_mean=1e-3)
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver++"])
+def test_a_mu_model_samples_like_the_eps_model_it_equals(sampler):
+    s = NoiseSchedule.from_name("cosine", 100)
+    eps_model = exact_denoiser(s)
+    abar_all = s.alphas_cumprod
+
+    def mu_model(x, t):
+        abar = abar_all[t][:, None]
+        x0 = (x - (1 - abar).sqrt() * eps_model(x, t)) / abar.sqrt()
+        return s.posterior_mean_coef1[t][:, None] * x0 + s.posterior_mean_coef2[t][:, None] * x
+
+    xT = torch.randn(32, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    a = sample(eps_model, s, xT, sampler=sampler, steps=10, generator=torch.Generator().manual_seed(1))
+    b = sample(mu_model, s, xT, sampler=sampler, steps=10, prediction="mu", generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
+
+
+# -- NLL --------------------------------------------------------------------------------------------------
+def test_stratified_nll_estimate_covers_the_exact_sum_at_its_stated_rate():
+    """R independent K-step estimates of the mean bound over 16 images, each with its standard error, against
+    the exact T-step sum (with its own error): |z| < 2 in about 95% of them (binomial tolerance Z·√(pq/R))."""
+    s = NoiseSchedule.from_name("linear", 60)
+    x0 = images(16, seed=1)
+    model = lambda x, t: 0.5 * torch.tanh(2 * x)  # noqa: E731
+    exact = vlb_terms(model, s, x0, generator=torch.Generator().manual_seed(100))["total"]
+    exact_mean, exact_se = exact.mean(), exact.std() / 4
+    R, inside = 60, 0
+    for r in range(R):
+        est = vlb_terms(model, s, x0, timesteps=6, generator=torch.Generator().manual_seed(r))["total"]
+        z = (est.mean() - exact_mean) / (est.var() / 16 + exact_se**2).sqrt()
+        inside += bool(z.abs() < 2)
+    p = 0.9545
+    assert abs(inside / R - p) < Z * (p * (1 - p) / R) ** 0.5 + 1 / R
+    full = vlb_terms(model, s, x0, timesteps=60, generator=torch.Generator().manual_seed(100))["total"]
+    torch.testing.assert_close(full, exact)  # K = T is the exact sum, draw for draw
+    with pytest.raises(DdpmError, match="NLL timesteps must be an integer in 1..60"):
+        vlb_terms(model, s, x0, timesteps=61)
+
+
+def test_nll_with_learned_range_reports_the_variance_fraction():
+    s = NoiseSchedule.from_name("linear", 20)
+    model = with_variance_head(lambda x, t: 0.5 * x, 0.5)  # f = (0.5 + 1)/2 = 0.75 everywhere
+    out = vlb_terms(model, s, images(3), variance="learned_range", generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out["variance_fraction"], torch.full((3, 20), 0.75, dtype=torch.float64))
+    assert torch.isfinite(out["total"]).all()
+
+
+# -- config and runs --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("setting, match", [
+    ("diffusion.variance=beta", "diffusion.*variance"),
+    ("diffusion.loss=kl", "diffusion.*loss"),
+    ("diffusion.loss=hybrid", "hybrid adds a VLB term that trains only a learned variance"),
+    ("train.timestep_sampler=loss_aware", "importance sampling targets the VLB terms"),
+    ("diffusion.prediction=mu diffusion.min_snr_gamma=5", "Min-SNR is defined for eps, x0 and v"),
+])
+def test_bad_settings_are_refused_in_one_sentence(setting, match):
+    with pytest.raises(DdpmError, match=match):
+        RunConfig().with_overrides(setting.split())
+
+
+def test_a_hybrid_loss_aware_learned_range_run_logs_both_losses_and_resumes(tmp_path):
+    from ddpm.models import load_model
+    from ddpm.train import Trainer
+
+    cfg = tiny_config(diffusion={"variance": "learned_range", "loss": "hybrid"},
+                      train={"steps": 4, "log_every": 2, "checkpoint_every": 2, "timestep_sampler": "loss_aware"})
+    Trainer(cfg, tmp_path / "run", torch.device("cpu"), data=sklearn_digits(64), quiet=True).run()
+    log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in log if r.get("kind", "train") == "train" and "loss" in r]
+    assert train and all("vlb_loss" in r and len(r["vlb_per_bucket"]) == 10 for r in train)
+    model, config, _ = load_model(tmp_path / "run")
+    assert config.diffusion.variance == "learned_range"
+    out = model(torch.zeros(2, 1, 8, 8), torch.tensor([3, 3]))
+    assert out.shape == (2, 2, 8, 8)  # mean and variance channels
+    state = torch.load(sorted((tmp_path / "run" / "checkpoints").glob("*-state.pt"))[-1], weights_only=False)
+    assert state["timestep_sampler"]["kind"] == "loss_aware" and state["timestep_sampler"]["count"].sum() == 4 * 32
+    # the CLI samples it with nothing but the run directory, ancestral DDPM using the learned Σ
+    from ddpm.cli import main
+
+    assert main(["sample", str(tmp_path / "run"), "--num", "4", "--sampler", "ddpm", "--steps", "5",
+                 "--out", str(tmp_path / "s.npz")]) == 0
+    import numpy as np
+
+    assert np.load(tmp_path / "s.npz")["arr_0"].shape == (4, 8, 8, 1)
+    # and a resumed run continues with the importance sampler's history
+    cfg2 = tiny_config(diffusion={"variance": "learned_range", "loss": "hybrid"},
+                       train={"steps": 6, "log_every": 2, "checkpoint_every": 2, "timestep_sampler": "loss_aware"})
+    Trainer(cfg2, tmp_path / "run", torch.device("cpu"), resume=True, data=sklearn_digits(64), quiet=True).run()
+    state = torch.load(sorted((tmp_path / "run" / "checkpoints").glob("*-state.pt"))[-1], weights_only=False)
+    assert state["step"] == 6 and state["timestep_sampler"]["count"].sum() == 6 * 32
