@@ -129,12 +129,32 @@ def plot_metrics_vs_steps(evals: list[dict[str, Any]], path: str | Path) -> Path
 
 
 def plot_nll_terms(record: dict[str, Any], path: str | Path) -> Path:
-    """The variational bound's terms L_t in bits/dim against t (the ELBO-per-step plot)."""
+    """The variational bound's terms L_t in bits/dim against t (the ELBO-per-step plot) and, for a learned-range
+    variance, beside it the mean interpolation f of Σ_θ = β^f β̃^(1−f) against t (0: β̃, 1: β), over the test
+    images. With a stratified estimate (K < T steps) only the drawn steps are drawn, as points."""
     terms = np.array(record["nll_terms_bpd"])
+    T = len(terms)
+    K = record.get("nll_timesteps") or T
+    fraction = record.get("nll_variance_fraction")
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.4))
-    ax.plot(np.arange(len(terms)), terms)
+    fig, axes = plt.subplots(1, 2 if fraction else 1, figsize=(11 if fraction else 6, 3.4), squeeze=False)
+    ax = axes[0][0]
+    t = np.arange(T)
+    if K >= T - 1:
+        ax.plot(t, terms)
+    else:
+        drawn = terms > 0
+        ax.plot(t[drawn], terms[drawn], ".", ms=3)
+    estimate = "" if K >= T - 1 else f", from {K} of {T} steps"
     ax.set(xlabel="t", ylabel="bits/dim", yscale="log",
-           title=f"VLB terms (total {record['nll_bpd']:.3f} bits/dim; L_0 {terms[0]:.3f}, prior {record['nll_prior_bpd']:.2e})")
+           title=f"VLB terms: total {record['nll_bpd']:.3f} bits/dim{estimate}\nL_0 {terms[0]:.3f}, prior {record['nll_prior_bpd']:.2e}")
     ax.grid(alpha=0.3, which="both")
+    if fraction:
+        f = np.array(fraction, dtype=float)
+        ax = axes[0][1]
+        ax.plot(t[np.isfinite(f)], f[np.isfinite(f)], ".", ms=3)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.axhline(1, color="grey", lw=0.8)
+        ax.set(xlabel="t", ylabel="f (0: β̃, 1: β)", title="learned Σ_θ = β^f β̃^(1−f)\nmean f over the test images")
+        ax.grid(alpha=0.3)
     return _save(fig, path)
