@@ -33,7 +33,7 @@ RUNS = {
     "eps-vlb-fixed": ["diffusion.prediction=eps", "diffusion.variance=fixed_small", "diffusion.loss=vlb"],
     "eps-vlb-learned": ["diffusion.prediction=eps", "diffusion.variance=learned", "diffusion.loss=vlb"],
 }
-COMMON = ["data.conditional=false", "train.steps=10000000", "train.sample_every=0", "train.checkpoint_every=500"]
+COMMON = ["data.conditional=false", "sample.guidance=0", "train.steps=10000000", "train.sample_every=0", "train.checkpoint_every=500"]
 
 
 def train(args) -> None:

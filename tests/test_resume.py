@@ -42,11 +42,17 @@ def assert_identical(a: dict, b: dict):
 
 
 # -- in process ------------------------------------------------------------------------------------------
-def test_resume_is_bit_exact_in_process(tmp_path):
-    config = tiny_config(model={"dropout": 0.1}, train={"steps": 12, "checkpoint_every": 4, "log_every": 2})
+@pytest.mark.parametrize("improved", [False, True])
+def test_resume_is_bit_exact_in_process(tmp_path, improved):
+    """Also for improved DDPM: learned Σ, hybrid loss and the loss-aware timestep sampler, which on T = 10 has
+    its full history (10 per step) after 4 steps, so the resumed part samples t by the restored history."""
+    extra = {"diffusion": {"num_timesteps": 10, "variance": "learned_range", "loss": "hybrid"},
+             "sample": {"steps": 5}} if improved else {}
+    sampler = {"timestep_sampler": "loss_aware"} if improved else {}
+    config = tiny_config(model={"dropout": 0.1}, train={"steps": 12, "checkpoint_every": 4, "log_every": 2, **sampler}, **extra)
     data = sklearn_digits(100)
     Trainer(config, tmp_path / "straight", CPU, data=data, quiet=True).run()
-    half = tiny_config(model={"dropout": 0.1}, train={"steps": 7, "checkpoint_every": 4, "log_every": 2})
+    half = tiny_config(model={"dropout": 0.1}, train={"steps": 7, "checkpoint_every": 4, "log_every": 2, **sampler}, **extra)
     Trainer(half, tmp_path / "resumed", CPU, data=data, quiet=True).run()
     trainer = Trainer(None, tmp_path / "resumed", CPU, data=data, quiet=True, resume=True)
     assert trainer.step == 7
@@ -56,6 +62,10 @@ def test_resume_is_bit_exact_in_process(tmp_path):
     log = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4, 6, 7, 8, 10, 12]
     assert [s for s, _ in list_checkpoints(tmp_path / "resumed")] == [8, 12]  # keep_checkpoints = 2
+    if improved:
+        history = load_state(list_checkpoints(tmp_path / "resumed")[-1][1])["timestep_sampler"]
+        assert (history["count"] == 10).all()  # warmed up: the last steps drew t from p ∝ √E[L_t²]
+        assert torch.equal(history["history"], load_state(list_checkpoints(tmp_path / "straight")[-1][1])["timestep_sampler"]["history"])
 
 
 def test_resume_from_an_older_checkpoint_sets_newer_ones_aside_and_trims_the_log(tmp_path):
