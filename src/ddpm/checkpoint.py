@@ -111,12 +111,28 @@ def _previous_hint(path: Path) -> str:
 
 
 def load_weights(path: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor], dict[str, torch.Tensor], int]:
-    """(config, model weights, EMA weights, step) from a checkpoint file or run directory."""
+    """(config, model weights, EMA weights, step) from a checkpoint file or run directory, checksum verified."""
     path = resolve_checkpoint(path)
+    metadata, tensors = _read(path, with_tensors=True)
+    if "sha256" in metadata and tensors_digest(tensors) != metadata["sha256"]:
+        raise DdpmError(f"{path} is corrupt (its tensors do not match the checksum written with them){_previous_hint(path)}")
+    model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    ema = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+    return _config(path, metadata), model, ema, int(metadata.get("step", "0"))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """The config of a checkpoint file or run directory from its metadata alone (no tensor is read, so no
+    checksum either: for decisions made before the weights are loaded, which ``load_weights`` then verifies)."""
+    path = resolve_checkpoint(path)
+    return _config(path, _read(path, with_tensors=False)[0])
+
+
+def _read(path: Path, with_tensors: bool) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()} if with_tensors else {}
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise DdpmError(f"{path} is not a ddpm checkpoint or is truncated (cannot read it as safetensors: {e})"
                         f"{_previous_hint(path)}") from None
@@ -125,18 +141,18 @@ def load_weights(path: str | Path) -> tuple[RunConfig, dict[str, torch.Tensor], 
     version = int(metadata.get("format_version", "0"))
     if version > FORMAT_VERSION:
         raise DdpmError(f"{path} has checkpoint format {version}; this ddpm reads up to {FORMAT_VERSION}: upgrade ddpm")
-    if "sha256" in metadata and tensors_digest(tensors) != metadata["sha256"]:
-        raise DdpmError(f"{path} is corrupt (its tensors do not match the checksum written with them){_previous_hint(path)}")
+    return metadata, tensors
+
+
+def _config(path: Path, metadata: dict[str, str]) -> RunConfig:
     try:
-        raw = migrate(json.loads(metadata["config"]), version)
+        raw = migrate(json.loads(metadata["config"]), int(metadata.get("format_version", "0")))
     except json.JSONDecodeError as e:
         raise DdpmError(f"{path}: the config in its metadata is not valid JSON ({e})") from None
     config = RunConfig.from_dict(raw, f"{path} config")
     if config.model.image_size is None and config.data.image_size is not None:  # saved resolved: fill the network's sizes
         config = config.resolved(config.data.image_size, config.data.channels, config.model.num_classes)
-    model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    ema = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
-    return config, model, ema, int(metadata.get("step", "0"))
+    return config
 
 
 def load_state(weights: Path) -> dict[str, Any]:

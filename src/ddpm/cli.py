@@ -327,13 +327,13 @@ def _extractor(feature: str, dataset: str, device, batch_size: int):
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .checkpoint import load_weights
+    from .checkpoint import load_config
     from .evaluate import EvalSettings, evaluate, format_table
     from .models import pick_device
 
     fid, domain, nll = args.fid, args.domain, args.nll
     if not (fid or domain or nll):
-        config = load_weights(args.run)[0]
+        config = load_config(args.run)
         fid, domain = True, config.data.dataset in DOMAIN_OF
     settings = EvalSettings(num=args.num, steps=_parse_steps(args.steps), **_sample_flags(args), seed=args.seed,
                             batch_size=args.batch_size, use_ema=not args.no_ema, fid=fid, domain=domain, nll=nll,

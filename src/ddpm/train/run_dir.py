@@ -64,11 +64,11 @@ def write_config(out: Path, config: RunConfig) -> None:
 def resume_point(out: Path, checkpoint: Path | None = None) -> tuple[Path | None, RunConfig]:
     """(checkpoint to resume from or None, the run's saved config). ``checkpoint`` None: the latest. A run killed
     before its first checkpoint restarts from step 0 with its config.json, the same as never having started."""
-    from ..checkpoint import load_weights
+    from ..checkpoint import load_config
 
     if checkpoint is not None or list_checkpoints(out):
         path = resolve_checkpoint(checkpoint or out)
-        return path, load_weights(path)[0]
+        return path, load_config(path)  # metadata only: the Trainer reads (and verifies) the tensors once
     saved = out / CONFIG_FILE
     if not saved.is_file():
         raise DdpmError(f"{out} holds no run to resume (no checkpoints and no {CONFIG_FILE})")
