@@ -66,7 +66,7 @@ def evaluate_runs(args) -> None:
         buckets = torch.tensor(nll["nll_terms_bpd"]).reshape(10, -1).sum(1)
         print(f"NLL terms of {run} by tenth of t (bits/dim): {[round(v, 4) for v in buckets.tolist()]}; "
               f"prior {nll['nll_prior_bpd']:.4f}, decoder {nll['nll_decoder_bpd']:.4f}"
-              + (f"; mean f of Σ_θ per tenth: {[round(v, 3) for v in torch.tensor(nll['nll_variance_fraction']).reshape(10, -1).nanmean(1).tolist()]}"
+              + (f"; mean f of Σ_θ per tenth: {[round(v, 3) for v in torch.tensor([float('nan') if v is None else v for v in nll['nll_variance_fraction']]).reshape(10, -1).nanmean(1).tolist()]}"
                  if "nll_variance_fraction" in nll else ""), flush=True)
         for seed, chosen in [(0, steps), (1, steps[:1])]:
             rows = evaluate(run, EvalSettings(num=args.num, steps=chosen, sampler="ddpm", fid=False, domain=True, seed=seed,

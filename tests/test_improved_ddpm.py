@@ -279,6 +279,15 @@ def test_a_hybrid_loss_aware_learned_range_run_logs_both_losses_and_resumes(tmp_
     import numpy as np
 
     assert np.load(tmp_path / "s.npz")["arr_0"].shape == (4, 8, 8, 1)
+    # ddpm eval --nll uses the learned Σ, here as a 5-step stratified estimate; the row is strict JSON
+    from ddpm.evaluate import EvalSettings, evaluate
+
+    row = evaluate(tmp_path / "run", EvalSettings(num=2, fid=False, nll=True, nll_images=8, nll_timesteps=5, batch_size=8),
+                   log=False)[0]
+    assert row["nll_variance"] == "learned_range" and row["nll_timesteps"] == 5
+    assert len(row["nll_variance_fraction"]) == 100 and row["nll_variance_fraction"][0] is not None
+    assert None in row["nll_variance_fraction"]  # steps that no image drew
+    json.dumps(row, allow_nan=False)
     # and a resumed run continues with the importance sampler's history
     cfg2 = tiny_config(diffusion={"variance": "learned_range", "loss": "hybrid"},
                        train={"steps": 6, "log_every": 2, "checkpoint_every": 2, "timestep_sampler": "loss_aware"})

@@ -209,4 +209,6 @@ def _nll(model, schedule, config, settings: EvalSettings, device, progress) -> d
             "nll_images": n, "nll_variance": variance, "nll_timesteps": settings.nll_timesteps or schedule.num_timesteps, "nll_prior_bpd": torch.cat(priors).mean().item(),
             "nll_decoder_bpd": terms_all[:, 0].mean().item(), "nll_terms_bpd": terms_all.mean(0).tolist(),
             "nll_s": time.time() - started,
-            **({"nll_variance_fraction": torch.cat(fractions).nanmean(0).tolist()} if fractions else {})}
+            # None (JSON null, not NaN) at steps no image drew in a stratified estimate
+            **({"nll_variance_fraction": [None if v != v else v for v in torch.cat(fractions).nanmean(0).tolist()]}
+               if fractions else {})}

@@ -150,7 +150,7 @@ def plot_nll_terms(record: dict[str, Any], path: str | Path) -> Path:
            title=f"VLB terms: total {record['nll_bpd']:.3f} bits/dim{estimate}\nL_0 {terms[0]:.3f}, prior {record['nll_prior_bpd']:.2e}")
     ax.grid(alpha=0.3, which="both")
     if fraction:
-        f = np.array(fraction, dtype=float)
+        f = np.array([np.nan if v is None else v for v in fraction], dtype=float)
         ax = axes[0][1]
         ax.plot(t[np.isfinite(f)], f[np.isfinite(f)], ".", ms=3)
         ax.axhline(0, color="grey", lw=0.8)
