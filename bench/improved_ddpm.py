@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/improved_ddpm.py train OUT [--minutes 30] [--runs simple,hybrid]
     .venv/bin/python bench/improved_ddpm.py eval OUT/simple OUT/hybrid [--num 400] [--steps 50,100,250,1000]
+    .venv/bin/python bench/improved_ddpm.py paired-nll OUT/simple OUT/hybrid [--images 512]
 
 ``train`` trains the runs side by side, one process and one thread each, for the same wall-clock budget
 (the same machine state for both: equal training time). Each run is the demo preset's network (1.7M
@@ -78,6 +79,34 @@ def evaluate_runs(args) -> None:
                       f"{r['steps']} | {seed} | {100 * p:.1f}% ± {100 * se:.1f} | {r['domain_fid']:.2f} |", flush=True)
 
 
+def paired_nll(args) -> None:
+    """The NLL bound of two runs on the same test images with the same x_t and the same stratified t (one seed per
+    batch for both), and the standard error of the per-image difference: far smaller than the unpaired one."""
+    import torch
+
+    from ddpm.data import load_dataset
+    from ddpm.metrics.nll import vlb_terms
+    from ddpm.models import build_schedule, load_model
+
+    torch.set_num_threads(args.threads)
+    totals = {}
+    for run in args.runs:
+        model, config, step = load_model(run)
+        schedule = build_schedule(config)
+        data = load_dataset(config.data.dataset, root=config.data.data_dir, split="test", image_size=config.data.image_size,
+                            channels=config.data.channels)
+        x0, _ = data.batch(torch.arange(args.images), "cpu")
+        out = [vlb_terms(model, schedule, x0[idx], prediction=config.diffusion.prediction, variance=config.diffusion.variance,
+                         timesteps=100, generator=torch.Generator().manual_seed(int(idx[0])))["total"]
+               for idx in torch.arange(args.images).split(256)]
+        totals[run] = torch.cat(out)
+        print(f"{run} (step {step}): {totals[run].mean():.4f} ± {totals[run].std() / args.images ** 0.5:.4f} bits/dim", flush=True)
+    first, *others = args.runs
+    for run in others:
+        d = totals[run] - totals[first]
+        print(f"paired {run} − {first}: {d.mean():.4f} ± {d.std() / args.images ** 0.5:.4f} bits/dim over {args.images} images")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,8 +119,12 @@ def main() -> None:
     e.add_argument("--num", type=int, default=400)
     e.add_argument("--steps", default="50,100,250,1000")
     e.add_argument("--threads", type=int, default=2)
+    n = sub.add_parser("paired-nll")
+    n.add_argument("runs", nargs="+")
+    n.add_argument("--images", type=int, default=512)
+    n.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    train(args) if args.command == "train" else evaluate_runs(args)
+    {"train": train, "eval": evaluate_runs, "paired-nll": paired_nll}[args.command](args)
 
 
 if __name__ == "__main__":
