@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from ddpm import NoiseSchedule, sample
+from ddpm import NoiseSchedule, rng, sample
 from ddpm.nets import UNet, UNetConfig
 
 
@@ -38,14 +38,16 @@ def main() -> None:
 
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"U-Net {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M params, batch {batch}, 28×28")
-    print("| sampler | steps | with U-Net (s) | null model (s) | overhead |")
-    print("|---|---|---|---|---|")
-    for sampler, steps in [("ddpm", 100), ("ddim", 50), ("dpm-solver++", 20)]:
-        g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    print("| sampler | steps | noise | with U-Net (s) | null model (s) | overhead |")
+    print("|---|---|---|---|---|---|")
+    one = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    per_sample = lambda: rng.SampleNoise(0, range(batch))  # noqa: E731  (what generate() uses)
+    for sampler, steps, noise, g in [("ddpm", 100, "one generator", one), ("ddpm", 100, "per-sample streams", per_sample),
+                                     ("ddim", 50, "one generator", one), ("dpm-solver++", 20, "one generator", one)]:
         with torch.inference_mode(False):
             t_unet = best_of(lambda: sample(unet, schedule, x_T, sampler=sampler, steps=steps, generator=g()), repeats=2)
             t_null = best_of(lambda: sample(null_model, schedule, x_T, sampler=sampler, steps=steps, generator=g()), repeats=5)
-        print(f"| {sampler} | {steps} | {t_unet:.3f} | {t_null:.4f} | {100 * t_null / t_unet:.2f}% |")
+        print(f"| {sampler} | {steps} | {noise} | {t_unet:.3f} | {t_null:.4f} | {100 * t_null / t_unet:.2f}% |")
 
 
 if __name__ == "__main__":
