@@ -10,7 +10,8 @@ objectives use). p_θ(x_{t−1} | x_t) = N(μ̃_t(x_t, x̂₀), Σ) with the mod
 improved-diffusion's ``calc_bpd_loop`` does) and Σ fixed (σ² = β̃_t ``fixed_small`` or β_t ``fixed_large``, β̃_1 at
 t = 0 for both) or the model's learned one. The bound is a single-sample estimate per image and step (one x_t
 each). With ``timesteps`` = K < T the sum of the T−1 KL terms is estimated without bias from K of them, one
-drawn uniformly in each of K equal strata of 1…T−1, as (T−1)·mean; the prior and L_0 are always exact.
+drawn uniformly in each of K strata of 1…T−1 (sizes n_k within one of (T−1)/K), as Σ_k n_k·L_{t_k}; the prior
+and L_0 are always exact.
 Cost: K + 1 network evaluations per batch of images (T for the full sum).
 """
 from __future__ import annotations
@@ -54,8 +55,8 @@ def vlb_terms(
     """The variational bound of a batch x0 [B, C, H, W] (8-bit data scaled to [−1, 1]) in bits/dim.
 
     Returns float64 tensors: ``terms`` [B, T] (column 0 is L_0, column t the KL term L_t; with ``timesteps`` = K
-    only the K drawn columns per image are filled, each scaled by (T−1)/K so that the row sum estimates the
-    full sum), ``prior`` [B] (L_T), ``total`` [B] = Σ terms + prior, the NLL bound of each image, and
+    only the K drawn columns per image are filled, each scaled by its stratum's size so that the row sum is an
+    unbiased estimate of the full sum), ``prior`` [B] (L_T), ``total`` [B] = Σ terms + prior, the NLL bound of each image, and
     ``variance_fraction`` [B, T] (for ``learned_range``: the mean f of Σ_θ = β^f β̃^(1−f) per image and step,
     NaN where not evaluated; absent otherwise).
     """
@@ -84,23 +85,20 @@ def vlb_terms(
         return vlb_term_bpd(schedule, x0_64, x_t, t, x0_hat, logvar).cpu(), None if u is None else mean_flat((u.double() + 1) / 2).cpu()
 
     rows = torch.arange(len(x0))
-    if full:
-        steps = [torch.full((len(x0),), t, dtype=torch.long, device=device) for t in reversed(range(T))]
-    else:  # one t per image in each of K equal strata of 1..T−1
+    if full:  # (t [B], weight): every step once
+        steps = [(torch.full((len(x0),), t, dtype=torch.long, device=device), 1.0) for t in reversed(range(T))]
+    else:  # one t per image in each of K strata of 1..T−1, weighted by the stratum's size (sizes differ by ≤ 1)
         edges = torch.linspace(1, T, K + 1, dtype=torch.float64)
         steps = []
         for k in range(K):
             lo, hi = int(edges[k].ceil()), int(edges[k + 1].ceil()) - 1
             draw = rng.rand((len(x0),), generator, device, torch.float64)
-            steps.append((lo + (draw * (hi - lo + 1)).floor().long()).clamp(max=hi))
-        steps.append(torch.zeros(len(x0), dtype=torch.long, device=device))
-    for t in steps:
+            steps.append(((lo + (draw * (hi - lo + 1)).floor().long()).clamp(max=hi), float(hi - lo + 1)))
+        steps.append((torch.zeros(len(x0), dtype=torch.long, device=device), 1.0))
+    for t, weight in steps:
         value, f = evaluate(t)
         t_cpu = t.cpu()
-        if full or bool((t_cpu == 0).all()):
-            terms[rows, t_cpu] = value
-        else:  # stratum k holds a (T−1)/K share of the KL terms
-            terms[rows, t_cpu] += value * ((T - 1) / K)
+        terms[rows, t_cpu] = value * weight  # a stratum's draw stands for the sum over its n_k steps
         if fraction is not None:
             fraction[rows, t_cpu] = f
     prior = prior_bpd(schedule, x0.cpu())
