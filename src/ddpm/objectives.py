@@ -35,8 +35,10 @@ HYBRID_LAMBDA = 0.001  # improved DDPM eq. 16
 def sample_timesteps_uniform(
     batch_size: int, num_timesteps: int, *, device: torch.device | str = "cpu", generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """t ~ U{0, …, T−1}, int64 [B]."""
-    return torch.randint(0, num_timesteps, (batch_size,), device=device, generator=generator)
+    """t ~ U{0, …, T−1}, int64 [B] on ``device``, drawn on the generator's device (the same t for a seed wherever
+    the batch lives)."""
+    source = generator.device if generator is not None else device
+    return torch.randint(0, num_timesteps, (batch_size,), device=source, generator=generator).to(device)
 
 
 def training_loss(

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .errors import DdpmError
+from .objectives import sample_timesteps_uniform
 
 TIMESTEP_SAMPLERS = ("uniform", "loss_aware")
 HISTORY = 10
@@ -26,7 +27,7 @@ class TimestepSampler:
             raise DdpmError(f"unknown timestep sampler {kind!r}; expected one of {', '.join(TIMESTEP_SAMPLERS)}")
         self.kind, self.num_timesteps = kind, num_timesteps
         self.history = torch.zeros(num_timesteps, HISTORY, dtype=torch.float64)
-        self.count = torch.zeros(num_timesteps, dtype=torch.long)
+        self.count = torch.zeros(num_timesteps, dtype=torch.long)  # uniform keeps these empty: nothing to learn
 
     def probabilities(self) -> torch.Tensor:
         """p_t, float64 [T], summing to 1."""
@@ -37,12 +38,12 @@ class TimestepSampler:
         w = w / w.sum()
         return w * (1 - UNIFORM_SHARE) + UNIFORM_SHARE / T
 
-    def sample(self, batch_size: int, device: torch.device | str, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(t int64 [B], weights float32 [B] = 1/(T p_t)) on ``device``, drawn with ``generator`` (on its device)."""
+    def sample(self, batch_size: int, device: torch.device | str,
+               generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(t int64 [B], weights float32 [B] = 1/(T p_t), None for uniform sampling) on ``device``, drawn with
+        ``generator`` (on its device)."""
         if self.kind == "uniform":
-            gen_device = generator.device if generator is not None else device
-            t = torch.randint(0, self.num_timesteps, (batch_size,), generator=generator, device=gen_device).to(device)
-            return t, torch.ones(batch_size, device=device)
+            return sample_timesteps_uniform(batch_size, self.num_timesteps, device=device, generator=generator), None
         p = self.probabilities()
         gen_device = generator.device if generator is not None else torch.device("cpu")
         t = torch.multinomial(p.to(gen_device), batch_size, replacement=True, generator=generator).to(device)

@@ -8,7 +8,7 @@ import torch
 
 from ..config import RunConfig, TrainConfig
 from ..guidance import drop_labels
-from ..objectives import training_loss
+from ..objectives import sample_timesteps_uniform, training_loss
 from ..schedules import NoiseSchedule
 from ..timestep_sampler import TimestepSampler
 
@@ -63,7 +63,10 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
     dtype = AUTOCAST_DTYPES.get(t.precision)
     with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         d = config.diffusion
-        t_steps, weights = (timestep_sampler or TimestepSampler("uniform", schedule.num_timesteps)).sample(len(x), x.device, noise_gen)
+        if timestep_sampler is None:  # uniform, without a sampler object built on every step
+            t_steps, weights = sample_timesteps_uniform(len(x), schedule.num_timesteps, device=x.device, generator=noise_gen), None
+        else:
+            t_steps, weights = timestep_sampler.sample(len(x), x.device, noise_gen)
         out = training_loss(model, schedule, x, prediction=d.prediction, variance=d.variance, loss=d.loss, t=t_steps,
                             weights=weights, generator=noise_gen, cond={"y": y} if y is not None else None,
                             min_snr_gamma=d.min_snr_gamma)
