@@ -75,7 +75,9 @@ def training_loss(
     x_t = schedule.q_sample(x0, t, noise)
     mean_out, u = split_output(model(x_t, schedule.timesteps[t], **(cond or {})), x_t)
     alpha_bar = schedule.gather("alphas_cumprod", t, x0)
-    posterior = (schedule.gather("posterior_mean_coef1", t, x0), schedule.gather("posterior_mean_coef2", t, x0))
+    # μ̃'s coefficients, gathered only for a μ̃ prediction (the other targets do not need them on this hot path)
+    posterior = (schedule.gather("posterior_mean_coef1", t, x0), schedule.gather("posterior_mean_coef2", t, x0)) \
+        if prediction == "mu" else None
     target = target_for(prediction, x0, noise, alpha_bar, x_t, posterior)
     mse = mean_flat((mean_out.float() - target.float()) ** 2)
     out = {"mse": mse, "t": schedule.timesteps[t], "x_t": x_t}
@@ -84,7 +86,7 @@ def training_loss(
         # hybrid: the VLB term sees the mean as a constant (improved DDPM §3.1), so only Σ learns from it
         mean_for_vlb = mean_out.detach() if loss == "hybrid" else mean_out
         x0_hat, _ = to_x0_eps(mean_for_vlb.float(), x_t.float(), alpha_bar.float(), prediction, clip_x0=False,
-                              posterior=tuple(c.float() for c in posterior))
+                              posterior=None if posterior is None else tuple(c.float() for c in posterior))
         logvar = log_variance(schedule, t, variance, None if u is None else u.float(), like=x0_hat)
         vlb = vlb_term_bpd(schedule, x0, x_t, t, x0_hat, logvar)
         out["vlb"] = vlb
