@@ -27,3 +27,15 @@ def tiny_config(**sections) -> RunConfig:
     for section, values in sections.items():
         raw[section].update(values)
     return RunConfig.from_dict(raw)
+
+
+def drop_state_digest(weights) -> None:
+    """Rewrite a checkpoint's weights file without the state file's checksum, as checkpoints written before
+    ddpm recorded it (so the checks behind it, on the state's contents, can be exercised)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(weights), framework="pt") as f:
+        metadata = {k: v for k, v in (f.metadata() or {}).items() if k != "state_sha256"}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(tensors, str(weights), metadata=metadata)

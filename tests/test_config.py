@@ -39,7 +39,7 @@ def test_toml_file_and_overrides(tmp_path):
     ("steps=3", "must look like section.key=value"),
     ("train.steps=2.5", "[train] steps must be an integer, got 2.5"),
     ("train.steps=0", "train.steps must be a positive integer"),
-    ("train.lr=-1", "train.lr must be positive"),
+    ("train.lr=-1", "train.lr must be in (0, 1], got -1.0"),
     ("diffusion.schedule=quadratic", "[diffusion] schedule must be one of 'linear', 'cosine', 'sigmoid', got 'quadratic'"),
     ("train.precision=fp8", "precision must be one of 'fp32', 'bf16', 'fp16'"),
     ("sample.steps=5000", "sample.steps must be in 1..1000"),
@@ -77,7 +77,7 @@ def test_one_config_per_network_and_no_derived_keys():
         c.with_overrides(["model.hidden=64"])  # a U-Net has no hidden width
     with pytest.raises(DdpmError, match="image_size come\\(s\\) from the data; set data.image_size"):
         RunConfig.from_dict({"model": {"image_size": 32}})
-    with pytest.raises(DdpmError, match="head_channels and norm_groups must be positive"):
+    with pytest.raises(DdpmError, match="model.head_channels must be a positive integer, got 0"):
         c.with_overrides(["model.head_channels=0"])
 
 

@@ -18,7 +18,7 @@ from ddpm.cli import main
 from ddpm.errors import TrainingDiverged
 from ddpm.train import Trainer
 from ddpm.checkpoint import list_checkpoints, load_state, state_path
-from helpers import sklearn_digits, tiny_config
+from helpers import drop_state_digest, sklearn_digits, tiny_config
 from test_data import make_idx_dir
 
 CPU = torch.device("cpu")
@@ -141,7 +141,8 @@ def test_truncated_checkpoint_is_detected_and_the_previous_offered(two_checkpoin
     assert main(["sample", str(run), "--num", "1", "--steps", "1", "--out", str(run / "x.png")]) == 2
     err = capsys.readouterr().err
     assert f"{latest} is not a ddpm checkpoint or is truncated" in err and f"the previous checkpoint {older} (step 2) is intact" in err
-    assert main(["train", "--resume", str(older), "--quiet"]) == 0  # the offered way out works
+    # the offered way out works (the run's data are the digits it was trained on, not the MNIST its config names)
+    Trainer(None, run, CPU, resume=older, data=sklearn_digits(64), quiet=True).run()
     assert [s for s, _ in list_checkpoints(run)] == [2, 4]
 
 
@@ -163,6 +164,9 @@ def test_a_state_pickle_that_runs_code_is_refused(two_checkpoints, tmp_path, cap
             return (os.system, (f"touch {marker}",))
 
     state_path(latest).write_bytes(pickle.dumps({"step": Exploit()}, protocol=2))
+    assert main(["train", "--resume", str(run), "--quiet"]) == 2  # the weights' record of the state's checksum
+    assert "is not the resume state written with step_00000004.safetensors" in capsys.readouterr().err
+    drop_state_digest(latest)  # a checkpoint from before that record: the pickle is still never run
     assert main(["train", "--resume", str(run), "--quiet"]) == 2
     assert "is not a valid resume state" in capsys.readouterr().err
     assert not marker.exists()

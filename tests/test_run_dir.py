@@ -5,7 +5,7 @@ import torch
 from ddpm.checkpoint import list_checkpoints
 from ddpm.cli import main
 from ddpm.errors import TrainingDiverged
-from ddpm.train import Trainer
+from ddpm.train import Trainer, run_dir
 from helpers import sklearn_digits, tiny_config
 
 CPU = torch.device("cpu")
@@ -35,13 +35,16 @@ def test_force_sets_the_old_run_aside_until_the_new_one_has_a_checkpoint(tmp_pat
     assert {p.name for p in (out / "checkpoints").iterdir()} == set(before)  # building the trainer touches nothing
     monkeypatch.setattr(trainer.model, "forward", lambda x, t, y=None: torch.full_like(x, float("nan")))
     with pytest.raises(TrainingDiverged):
-        trainer.run()  # diverges before its first checkpoint: the old run must still be there
-    aside = list(out.glob(".replaced-*"))
-    assert len(aside) == 1 and {p.name: p.read_bytes() for p in (aside[0] / "checkpoints").iterdir()} == before
-    assert (aside[0] / "metrics.jsonl").is_file() and (aside[0] / "config.json").is_file()
+        trainer.run()  # diverges before its first checkpoint: the old run is put back where it was
+    assert not list(out.glob(".replaced-*")) and {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()} == before
+    assert (out / "metrics.jsonl").is_file() and (out / "config.json").is_file()
     # a replacement that succeeds drops what it set aside once its first checkpoint is complete
     (out / "notes.txt").write_text("mine")  # a user's own file in the run directory is never touched
-    Trainer(tiny_config(train={"steps": 2}), out, CPU, data=sklearn_digits(64), quiet=True, force=True).run()
+    replacing = Trainer(tiny_config(train={"steps": 2}), out, CPU, data=sklearn_digits(64), quiet=True, force=True)
+    drop, seen = run_dir.drop_set_aside, []
+    monkeypatch.setattr(run_dir, "drop_set_aside", lambda folder: (seen.append(sorted(p.name for p in folder.iterdir())), drop(folder)))
+    replacing.run()
+    assert seen == [["checkpoints", "config.json", "metrics.jsonl"]]  # the old run was set aside until then
+    assert not list(out.glob(".replaced-*"))
     assert [s for s, _ in list_checkpoints(out)] == [2]
-    assert len(list(out.glob(".replaced-*"))) == 1  # only the diverged attempt's set-aside folder is left, untouched
     assert (out / "notes.txt").read_text() == "mine"

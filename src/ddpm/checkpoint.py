@@ -15,6 +15,7 @@ kill at any moment leaves at least one complete checkpoint once the first has be
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 from pathlib import Path
@@ -26,7 +27,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from .config import FORMAT_VERSION, RunConfig, migrate
 from .errors import DdpmError, NonFiniteWeights
-from .io import atomic_write, atomic_write_bytes
+from .io import atomic_write_bytes
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{8,})\.safetensors$")
@@ -64,9 +65,9 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _write_weights(path: Path, tensors: dict[str, torch.Tensor], config: RunConfig, step: int) -> None:
+def _write_weights(path: Path, tensors: dict[str, torch.Tensor], config: RunConfig, step: int, state_sha256: str) -> None:
     metadata = {"format": "ddpm", "format_version": str(FORMAT_VERSION), "config": json.dumps(config.to_dict()),
-                "step": str(step), "sha256": tensors_digest(tensors)}
+                "step": str(step), "sha256": tensors_digest(tensors), "state_sha256": state_sha256}
     atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
 
 
@@ -80,8 +81,12 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, ema: torch
         raise NonFiniteWeights(f"refusing to save a checkpoint at step {step}: {len(bad)} weight tensor(s) are not finite "
                         f"(first: {bad[0]}); the previous checkpoint is kept")
     path = Path(run_dir) / CHECKPOINT_DIR / weights_name(step)
-    atomic_write(state_path(path), lambda f: torch.save(state, f))
-    _write_weights(path, tensors, config, step)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    state_bytes = buffer.getvalue()
+    atomic_write_bytes(state_path(path), state_bytes)
+    # the weights record their state's digest: a state file of another checkpoint or run is caught on resume
+    _write_weights(path, tensors, config, step, hashlib.sha256(state_bytes).hexdigest())
     for _, old in list_checkpoints(run_dir)[:-keep]:
         state_path(old).unlink(missing_ok=True)
         old.unlink(missing_ok=True)
@@ -156,12 +161,18 @@ def _config(path: Path, metadata: dict[str, str]) -> RunConfig:
 
 
 def load_state(weights: Path) -> dict[str, Any]:
-    """The resume state beside a weights file, loaded without running any pickled code."""
+    """The resume state beside a weights file, loaded without running any pickled code, and checked to be the one
+    written with those weights (their metadata's ``state_sha256``; checkpoints written before it had none)."""
     path = state_path(weights)
     if not path.is_file():
         raise DdpmError(f"{weights} has no resume state beside it ({path.name}); it can be sampled from but not resumed")
+    data = path.read_bytes()
+    expected = _read(weights, with_tensors=False)[0].get("state_sha256")
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise DdpmError(f"{path} is not the resume state written with {weights.name} (its checksum differs from the one "
+                        f"the weights record: a file of another checkpoint or run, or a damaged one){_previous_hint(weights)}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated file or a pickle that tries to run code
         raise DdpmError(f"{path} is not a valid resume state ({type(e).__name__}: {str(e).splitlines()[0]})"
                         f"{_previous_hint(weights)}") from None

@@ -3,18 +3,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 
 from . import __version__
-from .config import SAMPLER_NAMES, RunConfig
+from .config import SAMPLER_NAMES, DataConfig, DiffusionConfig, RunConfig, SampleConfig, TrainConfig
 from .data import DATASETS
 from .errors import DdpmError, TrainingDiverged
 from .metrics.domain import DOMAIN_OF
 from .schedules import FIXED_VARIANCES
+from .io import check_writable
+from .validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, flag, flag_of
 
 EPILOG = "Run 'ddpm COMMAND --help' for the options of one command."
 class FMT(argparse.ArgumentDefaultsHelpFormatter):
@@ -27,6 +28,9 @@ class FMT(argparse.ArgumentDefaultsHelpFormatter):
 
 
 DEVICES = "auto, cpu, cuda or cuda:N"
+# argparse types: each flag's range and finiteness checked as it is parsed (ddpm.validation)
+POSITIVE_FLAG = flag(int, POSITIVE_INT)
+SEED_FLAG = flag_of(TrainConfig, "seed")
 
 
 def _shared(*flags: str) -> argparse.ArgumentParser:
@@ -35,9 +39,9 @@ def _shared(*flags: str) -> argparse.ArgumentParser:
     if "device" in flags:
         p.add_argument("--device", default="auto", help=DEVICES)
     if "seed" in flags:
-        p.add_argument("--seed", type=int, default=0, help="noise seed")
+        p.add_argument("--seed", type=SEED_FLAG, default=0, help="noise seed")
     if "batch-size" in flags:
-        p.add_argument("--batch-size", type=_positive_int, default=256, help="samples per batch")
+        p.add_argument("--batch-size", type=POSITIVE_FLAG, default=256, help="samples per batch")
     if "no-ema" in flags:
         p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their EMA")
     return p
@@ -48,21 +52,11 @@ def _sampling_flags(p: argparse.ArgumentParser, steps_type, steps_help: str) -> 
     g = p.add_argument_group("sampling (each flag not given keeps the run's own [sample] setting)")
     g.add_argument("--sampler", choices=SAMPLER_NAMES, help="sampler (default: the run's sample.sampler)")
     g.add_argument("--steps", type=steps_type, help=f"{steps_help} (default: the run's sample.steps)")
-    g.add_argument("--eta", type=float, help="DDIM stochasticity in [0, 1] (ddim only; default: the run's sample.eta)")
-    g.add_argument("--guidance", type=float, help="classifier-free guidance weight w ≥ 0 for a conditional model: "
+    g.add_argument("--eta", type=flag_of(SampleConfig, "eta"), help="DDIM stochasticity in [0, 1] (ddim only; default: the run's sample.eta)")
+    g.add_argument("--guidance", type=flag_of(SampleConfig, "guidance"), help="classifier-free guidance weight w ≥ 0 for a conditional model: "
                    "(1 + w)·ε(x, label) − w·ε(x, no label); 0 is plain conditional sampling (default: the run's sample.guidance)")
     g.add_argument("--no-clip", dest="clip_x0", action="store_const", const=False,
                    help="do not clamp the predicted x0 to [-1, 1] at each step (default: the run's sample.clip_x0)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
 
 
 def _train_parser(sub) -> None:
@@ -74,11 +68,11 @@ def _train_parser(sub) -> None:
     p.add_argument("--data", choices=DATASETS, help="dataset (default: the config's, mnist)")
     p.add_argument("--data-dir", help="directory of the dataset files (IDX files, cifar-10-batches-py, image folder)")
     p.add_argument("--out", type=Path, help="run directory for checkpoints, logs and pictures (required unless --resume names the run)")
-    p.add_argument("--steps", type=int, help="number of optimiser steps (train.steps)")
-    p.add_argument("--max-minutes", type=float, help="stop after this much wall time, saving a checkpoint (train.max_minutes)")
-    p.add_argument("--batch-size", type=int, help="images per step (train.batch_size)")
-    p.add_argument("--limit", type=int, help="train on a random subset of N images (data.limit)")
-    p.add_argument("--seed", type=int, help="seed of weights, data order and noise (train.seed)")
+    p.add_argument("--steps", type=flag_of(TrainConfig, "steps"), help="number of optimiser steps (train.steps)")
+    p.add_argument("--max-minutes", type=flag_of(TrainConfig, "max_minutes"), help="stop after this much wall time, saving a checkpoint (train.max_minutes)")
+    p.add_argument("--batch-size", type=flag_of(TrainConfig, "batch_size"), help="images per step (train.batch_size)")
+    p.add_argument("--limit", type=flag_of(DataConfig, "limit"), help="train on a random subset of N images (data.limit)")
+    p.add_argument("--seed", type=SEED_FLAG, help="seed of weights, data order and noise (train.seed)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override any config key, e.g. --set model.base_channels=32 (repeatable)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="RUN_OR_CKPT",
@@ -96,15 +90,15 @@ def _sample_parser(sub) -> None:
                                    "OUT ending in .npz gets arr_0 (uint8 NHWC) and arr_1 (labels, when conditional); "
                                    "ending in .png gets one grid; anything else is a directory of PNGs.")
     p.add_argument("checkpoint", help="a run directory or a .safetensors checkpoint")
-    p.add_argument("--num", type=_positive_int, default=64, help="number of samples")
-    p.add_argument("--label", type=int, default=None, help="class label for a conditional model (default: cycle through the classes)")
+    p.add_argument("--num", type=POSITIVE_FLAG, default=64, help="number of samples")
+    p.add_argument("--label", type=flag(int, NON_NEGATIVE), default=None, help="class label for a conditional model (default: cycle through the classes)")
     p.add_argument("--out", type=Path, required=True, help="FILE.npz, FILE.png or DIR/")
     _sampling_flags(p, _steps, "sampling steps (network evaluations), or 'all' (= T)")
 
 
 def _steps(text: str) -> int | str:
     """A --steps value: a positive integer, or 'all' (all T steps)."""
-    return "all" if text.strip() == "all" else _positive_int(text)
+    return "all" if text.strip() == "all" else POSITIVE_FLAG(text)
 
 
 def _demo_parser(sub) -> None:
@@ -113,11 +107,11 @@ def _demo_parser(sub) -> None:
                                    "classifier-free guidance w = 2) and write samples.png, samples.npz, summary.md and report.html "
                                    "into the run directory.")
     p.add_argument("--out", type=Path, default=Path("runs/demo"), help="run directory (overwritten)")
-    p.add_argument("--max-minutes", type=float, default=None, help="training time budget (default: the preset's)")
-    p.add_argument("--finish-within", type=float, default=9.25, metavar="MINUTES",
+    p.add_argument("--max-minutes", type=flag_of(TrainConfig, "max_minutes"), default=None, help="training time budget (default: the preset's)")
+    p.add_argument("--finish-within", type=flag(float, POSITIVE), default=9.25, metavar="MINUTES",
                    help="end the whole demo (training, sampling, report) within this many minutes of --started-at: "
                         "training stops early when the work after it would not fit")
-    p.add_argument("--started-at", type=float, default=None, metavar="UNIX_TIME",
+    p.add_argument("--started-at", type=flag(float), default=None, metavar="UNIX_TIME",
                    help="when the demo's clock started (make demo passes its own start, so the install counts); default: now")
 
 
@@ -130,15 +124,15 @@ def _eval_parsers(sub) -> None:
                                    "append each result to the run's metrics.jsonl. Without --fid, --domain or --nll: FID, plus "
                                    "the domain scores where a shipped classifier knows the dataset.")
     p.add_argument("run", help="a run directory or a .safetensors checkpoint")
-    p.add_argument("--num", type=_positive_int, default=10000, help="samples per evaluation")
+    p.add_argument("--num", type=POSITIVE_FLAG, default=10000, help="samples per evaluation")
     _sampling_flags(p, str, "sampling steps, or a comma-separated sweep such as 10,20,50,100,all ('all' = T)")
     p.add_argument("--fid", action="store_true", help="Inception FID against the reference")
     p.add_argument("--domain", action="store_true", help="domain classifier scores: classifier FID, IS analogue, confident share, class histogram")
     p.add_argument("--nll", action="store_true", help="NLL bound in bits/dim on test images (T network calls per batch)")
-    p.add_argument("--nll-images", type=_positive_int, default=256, help="test images for --nll")
+    p.add_argument("--nll-images", type=POSITIVE_FLAG, default=256, help="test images for --nll")
     p.add_argument("--nll-variance", choices=FIXED_VARIANCES, default=None,
                    help="a fixed reverse variance σ² for --nll in place of the model's own (diffusion.variance)")
-    p.add_argument("--nll-timesteps", type=_positive_int, default=None,
+    p.add_argument("--nll-timesteps", type=POSITIVE_FLAG, default=None,
                    help="estimate the bound's sum over T steps from this many stratified ones (with its standard "
                         "error); default: all T, exact")
     p.add_argument("--reference", help="reference set: DATASET:SPLIT, an image folder or a statistics .npz (default: the run's dataset, test split)")
@@ -154,7 +148,7 @@ def _eval_parsers(sub) -> None:
     p.add_argument("--feature", choices=FEATURES, default="inception", help="inception, or domain for the MNIST/Fashion-MNIST classifier's features (then --dataset)")
     p.add_argument("--dataset", choices=tuple(DOMAIN_OF), default="mnist", help="which domain classifier --feature domain uses")
     p.add_argument("--data-dir", help="directory of the dataset files for DATASET:SPLIT")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per Inception batch")
+    p.add_argument("--batch-size", type=POSITIVE_FLAG, default=32, help="images per Inception batch")
 
     p = sub.add_parser("fid-stats", help="compute and cache FID reference statistics of a dataset split", formatter_class=FMT,
                        parents=[_shared("device")],
@@ -165,7 +159,7 @@ def _eval_parsers(sub) -> None:
     p.add_argument("--feature", choices=FEATURES, default="inception", help="inception, or domain (MNIST/Fashion-MNIST classifier features)")
     p.add_argument("--data-dir", help="directory of the dataset files")
     p.add_argument("--refresh", action="store_true", help="recompute even if cached")
-    p.add_argument("--batch-size", type=_positive_int, default=32, help="images per Inception batch")
+    p.add_argument("--batch-size", type=POSITIVE_FLAG, default=32, help="images per Inception batch")
 
 
 VIZ_KINDS = ("forward", "schedules", "reverse", "progress", "loss", "samplers")
@@ -189,11 +183,11 @@ def _viz_parsers(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="the picture to write (.png, or .gif for reverse and progress)")
     p.add_argument("--data", choices=DATASETS, default="mnist", help="forward: dataset of the real images")
     p.add_argument("--data-dir", help="forward: directory of the dataset files")
-    p.add_argument("--images", type=_positive_int, default=3, help="forward: number of real images")
-    p.add_argument("--num-timesteps", type=_positive_int, default=1000, help="forward, schedules: T")
+    p.add_argument("--images", type=POSITIVE_FLAG, default=3, help="forward: number of real images")
+    p.add_argument("--num-timesteps", type=flag_of(DiffusionConfig, "num_timesteps"), default=1000, help="forward, schedules: T")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim", help="reverse: the sampler")
-    p.add_argument("--steps", type=_positive_int, default=50, help="reverse, samplers: sampling steps")
-    p.add_argument("--num", type=_positive_int, default=4, help="reverse, samplers: number of samples")
+    p.add_argument("--steps", type=POSITIVE_FLAG, default=50, help="reverse, samplers: sampling steps")
+    p.add_argument("--num", type=POSITIVE_FLAG, default=4, help="reverse, samplers: number of samples")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,7 +255,8 @@ def _sample_flags(args: argparse.Namespace) -> dict:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .generate import generate, labels_for, write_samples
+    from .generate import check_fits_in_memory, generate, labels_for, write_samples, writes_one_file
+    from .io import check_writable
     from .models import build_schedule, load_model, pick_device
     from .progress import progress_bar
 
@@ -271,16 +266,25 @@ def cmd_sample(args: argparse.Namespace) -> int:
     settings = config.sample_settings(**_sample_flags(args), steps=T if args.steps == "all" else args.steps)
     num_classes = config.model.num_classes
     labels = labels_for(num_classes, args.num, args.label)
+    shape = (config.data.channels, config.data.image_size, config.data.image_size)
+    check_writable(args.out)  # before the sampling, which a write failure would throw away
+    if writes_one_file(args.out):
+        check_fits_in_memory(args.num, shape)
+    # a folder of PNGs is written batch by batch (sample i's noise depends only on the seed and i: same images)
+    chunk = args.num if writes_one_file(args.out) else args.batch_size
+    columns = num_classes if num_classes and args.label is None else None
     started = time.time()
     with progress_bar(args.num, unit="img", desc="sampling") as bar:
-        images = generate(model, build_schedule(config), num=args.num, shape=(config.data.channels, config.data.image_size, config.data.image_size),
-                          **settings.generate_options(), **config.diffusion.model_options(), labels=labels, seed=args.seed,
-                          batch_size=args.batch_size, device=device, progress=bar.update)
-    out = write_samples(images, labels, args.out, columns=num_classes if num_classes and args.label is None else None)
+        for start in range(0, args.num, chunk):
+            stop = min(start + chunk, args.num)
+            images = generate(model, build_schedule(config), num=stop - start, shape=shape, **settings.generate_options(),
+                              **config.diffusion.model_options(), labels=None if labels is None else labels[start:stop],
+                              seed=args.seed, batch_size=args.batch_size, device=device, first_index=start, progress=bar.update)
+            write_samples(images, None if labels is None else labels[start:stop], args.out, columns=columns, first_index=start)
     guided = f", guidance w = {settings.guidance:g}" if settings.guidance else ""
     eta = f", eta {settings.eta:g}" if settings.sampler == "ddim" else ""
     print(f"wrote {args.num} samples ({settings.sampler}, {settings.steps} steps{eta}{guided}, checkpoint step {step}) "
-          f"to {out} in {time.time() - started:.1f}s", file=sys.stderr)
+          f"to {args.out} in {time.time() - started:.1f}s", file=sys.stderr)
     return 0
 
 
@@ -288,10 +292,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     from .models import pick_device
 
-    if args.finish_within is not None and not (0 < args.finish_within < math.inf):  # NaN fails too
-        raise DdpmError(f"--finish-within must be positive minutes, not {args.finish_within:g}")
-    if args.started_at is not None and not math.isfinite(args.started_at):
-        raise DdpmError(f"--started-at must be a Unix time in seconds, not {args.started_at:g}")
     started = time.time() if args.started_at is None else args.started_at
     summary = run_demo(args.out, pick_device(args.device), started=started, finish_within=args.finish_within,
                        max_minutes=args.max_minutes, log=lambda m: print(m, file=sys.stderr))
@@ -364,6 +364,8 @@ def cmd_fid_stats(args: argparse.Namespace) -> int:
     from .models import pick_device
 
     dataset = args.spec.partition(":")[0]
+    if args.out:
+        check_writable(args.out)
     extractor = _extractor(args.feature, dataset, pick_device(args.device), args.batch_size)
     bar = _bar(0, f"{args.spec} {extractor.feature} features")
     try:
@@ -396,6 +398,7 @@ def cmd_viz(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device)
     out = args.out
+    check_writable(out)
     if args.what in ("reverse", "progress") and out.suffix != ".gif":
         raise DdpmError(f"--out for {args.what} must end in .gif")
     if args.what not in ("reverse", "progress") and out.suffix != ".png":

@@ -17,6 +17,7 @@ from .parameterization import PREDICTIONS
 from .sampling import SAMPLERS
 from .schedules import SCHEDULE_NAMES
 from .timestep_sampler import TIMESTEP_SAMPLERS
+from .validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, SEED, UNIT, UNIT_HALF_OPEN, Bounds, bounded, check_fields
 from .variance import VARIANCE_TYPES, is_learned
 
 # The choices of each setting come from the module that implements them (argparse reuses the same tuples).
@@ -33,26 +34,26 @@ PRESETS_DIR = Path(__file__).parent / "configs"
 class DataConfig:
     dataset: Literal[DATASETS] = "mnist"
     data_dir: Optional[str] = None
-    image_size: Optional[int] = None  # None: the dataset's own size
-    channels: Optional[int] = None  # None: the dataset's own channels
-    limit: Optional[int] = None  # train on a random subset of this many images
+    image_size: Optional[int] = bounded(None, Bounds(4, 4096))  # None: the dataset's own size
+    channels: Optional[int] = bounded(None, Bounds(1, 3))  # 1 or 3 (checked in RunConfig.check); None: the dataset's own channels
+    limit: Optional[int] = bounded(None, POSITIVE_INT)  # train on a random subset of this many images
     conditional: bool = False  # condition the model on class labels
     # folder datasets: the share of images held out as the test split (never trained on), unless the folder has
     # its own test/ subfolder; a fixed draw for a given folder
-    test_fraction: float = 0.1
+    test_fraction: float = bounded(0.1, Bounds(0, 1, lo_open=True, hi_open=True))
 
 
 @dataclass
 class DiffusionConfig:
     schedule: Literal[SCHEDULE_NAMES] = "linear"
-    num_timesteps: int = 1000
+    num_timesteps: int = bounded(1000, Bounds(1, 10_000))
     prediction: Literal[PREDICTIONS] = "eps"  # what the network's mean output is: ε, x₀, v or the posterior mean μ̃
     # reverse variance Σ_θ: fixed_small (β̃), fixed_large (β), learned (log Σ) or learned_range (improved DDPM eq. 15)
     variance: Literal[VARIANCE_TYPES] = "fixed_small"
     # objective: simple (L_simple), hybrid (L_simple + 0.001·L_vlb, the VLB training only Σ), vlb (the true bound's
     # terms L_t), rescaled_vlb (× T); see ddpm.objectives
     loss: Literal[LOSSES] = "simple"
-    min_snr_gamma: Optional[float] = None  # Min-SNR-γ loss weighting (Hang et al. 2023); 5 is their choice
+    min_snr_gamma: Optional[float] = bounded(None, POSITIVE)  # Min-SNR-γ loss weighting (Hang et al. 2023); 5 is their choice
 
     def model_options(self) -> dict[str, Any]:
         """What a sampler must know of the network's output: its ``prediction`` and ``variance``."""
@@ -68,25 +69,25 @@ DERIVED_MODEL_KEYS = ("image_size", "in_channels")
 
 @dataclass
 class TrainConfig:
-    steps: int = 10_000
-    max_minutes: Optional[float] = None  # stop (and save) when this much wall time has passed
-    batch_size: int = 128
-    lr: float = 2e-4
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
+    steps: int = bounded(10_000, POSITIVE_INT)
+    max_minutes: Optional[float] = bounded(None, POSITIVE)  # stop (and save) when this much wall time has passed
+    batch_size: int = bounded(128, POSITIVE_INT)
+    lr: float = bounded(2e-4, Bounds(0, 1, lo_open=True))  # Adam's step size: above 1 only diverges
+    warmup_steps: int = bounded(100, NON_NEGATIVE)
+    weight_decay: float = bounded(0.0, UNIT)  # AdamW's, decoupled: each step shrinks weights by lr·weight_decay
+    grad_clip: float = bounded(1.0, NON_NEGATIVE)  # global gradient norm; 0: off
+    ema_decay: float = bounded(0.999, UNIT_HALF_OPEN)
     ema_warmup: bool = True  # decay min(ema_decay, (1 + n)/(10 + n)) so early EMA follows the weights
     precision: Literal[PRECISIONS] = "fp32"
     channels_last: bool = False
-    seed: int = 0
-    log_every: int = 50
-    sample_every: int = 500  # fixed-latent grid every N steps (0: never)
-    progress_samples: int = 64  # images per fixed-latent grid (at most sample.num; conditional: whole rows of classes)
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2  # complete checkpoints kept; older ones are deleted once a newer one is complete
-    max_bad_steps: int = 10  # this many non-finite losses or gradients in a row stop the run
-    label_dropout: float = 0.1  # conditional runs: share of labels replaced by "no label" (classifier-free guidance)
+    seed: int = bounded(0, SEED)
+    log_every: int = bounded(50, POSITIVE_INT)
+    sample_every: int = bounded(500, NON_NEGATIVE)  # fixed-latent grid every N steps (0: never)
+    progress_samples: int = bounded(64, POSITIVE_INT)  # images per fixed-latent grid (at most sample.num; conditional: whole rows of classes)
+    checkpoint_every: int = bounded(1000, POSITIVE_INT)
+    keep_checkpoints: int = bounded(2, POSITIVE_INT)  # complete checkpoints kept; older ones are deleted once a newer one is complete
+    max_bad_steps: int = bounded(10, POSITIVE_INT)  # this many non-finite losses or gradients in a row stop the run
+    label_dropout: float = bounded(0.1, UNIT_HALF_OPEN)  # conditional runs: share of labels replaced by "no label" (classifier-free guidance)
     # uniform, or loss_aware: t importance-sampled ∝ √E[L_t²] (improved DDPM §3.3; for the VLB objectives)
     timestep_sampler: Literal[TIMESTEP_SAMPLERS] = "uniform"
 
@@ -94,11 +95,11 @@ class TrainConfig:
 @dataclass
 class SampleConfig:
     sampler: Literal[SAMPLER_NAMES] = "dpm-solver++"
-    steps: int = 20
-    num: int = 64
-    eta: float = 0.0
+    steps: int = bounded(20, POSITIVE_INT)  # at most diffusion.num_timesteps
+    num: int = bounded(64, POSITIVE_INT)
+    eta: float = bounded(0.0, UNIT)
     clip_x0: bool = True  # clamp the predicted x₀ to the data range [−1, 1] at every step
-    guidance: float = 0.0  # classifier-free guidance weight w (conditional models): (1 + w)·ε(c) − w·ε(∅)
+    guidance: float = bounded(0.0, NON_NEGATIVE)  # classifier-free guidance weight w (conditional models): (1 + w)·ε(c) − w·ε(∅)
 
     def generate_options(self) -> dict[str, Any]:
         """The keyword arguments of ``generate`` these settings stand for (eta only where the sampler takes it)."""
@@ -206,10 +207,9 @@ class RunConfig:
             if not ok:
                 raise DdpmError(f"{source}: {key} must be {what}")
 
+        for section in ("data", "diffusion", "train", "sample"):  # every number's range and finiteness, declared on its field
+            check_fields(getattr(self, section), f"{source}: {section}")
         t, d, m, s = self.train, self.diffusion, self.model, self.sample
-        need(1 <= d.num_timesteps <= 10_000, "diffusion.num_timesteps", "in 1..10000")
-        need(t.steps >= 1, "train.steps", "a positive integer")
-        need(d.min_snr_gamma is None or d.min_snr_gamma > 0, "diffusion.min_snr_gamma", "positive (or absent)")
         need(d.loss != "hybrid" or is_learned(d.variance), "diffusion.loss",
              f"simple or vlb with diffusion.variance = {d.variance!r}: hybrid adds a VLB term that trains only a learned "
              "variance (set diffusion.variance = \"learned_range\")")
@@ -219,25 +219,9 @@ class RunConfig:
              "absent with diffusion.prediction = \"mu\" (Min-SNR is defined for eps, x0 and v targets)")
         need(t.timestep_sampler == "uniform" or d.loss != "simple", "train.timestep_sampler",
              "uniform with diffusion.loss = \"simple\" (importance sampling targets the VLB terms; use hybrid or vlb)")
-        need(t.max_minutes is None or t.max_minutes > 0, "train.max_minutes", "positive")
-        need(t.batch_size >= 1, "train.batch_size", "a positive integer")
-        need(t.lr > 0, "train.lr", "positive")
-        need(t.warmup_steps >= 0, "train.warmup_steps", "zero or more")
-        need(t.grad_clip >= 0, "train.grad_clip", "zero (off) or more")
-        need(0 <= t.ema_decay < 1, "train.ema_decay", "in [0, 1)")
-        need(t.keep_checkpoints >= 1, "train.keep_checkpoints", "at least 1")
-        need(t.max_bad_steps >= 1, "train.max_bad_steps", "at least 1")
-        need(t.log_every >= 1 and t.checkpoint_every >= 1 and t.sample_every >= 0, "train.log_every/checkpoint_every/sample_every", "positive")
-        need(t.progress_samples >= 1, "train.progress_samples", "a positive integer")
-        need(1 <= s.steps <= d.num_timesteps, "sample.steps", f"in 1..{d.num_timesteps} (diffusion.num_timesteps)")
-        need(s.num >= 1, "sample.num", "a positive integer")
-        need(0 <= s.eta <= 1, "sample.eta", "in [0, 1]")
+        need(s.steps <= d.num_timesteps, "sample.steps", f"in 1..{d.num_timesteps} (diffusion.num_timesteps)")
         need(s.eta == 0 or s.sampler == "ddim", "sample.eta", f"0 for the {s.sampler} sampler (eta is DDIM's stochasticity)")
-        need(self.data.limit is None or self.data.limit >= 1, "data.limit", "a positive integer")
-        need(0 < self.data.test_fraction < 1, "data.test_fraction", "in (0, 1)")
         need(self.data.channels in (None, 1, 3), "data.channels", "1 or 3")
-        need(0 <= t.label_dropout < 1, "train.label_dropout", "in [0, 1)")
-        need(s.guidance >= 0, "sample.guidance", "zero (no guidance) or more")
         m.validate()
         need(s.guidance == 0 or self.data.conditional or m.num_classes, "sample.guidance",
              "0 for an unconditional model (set data.conditional = true to train one that can be guided)")

@@ -18,6 +18,7 @@ import torch
 
 from .errors import DdpmError
 from .generate import generate
+from .io import check_writable
 from .models import build_schedule, load_model
 from .checkpoint import resolve_checkpoint
 
@@ -101,6 +102,9 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     shape = (data.channels, data.image_size, data.image_size)
     num_classes = config.model.num_classes
     labels = torch.arange(settings.num) % num_classes if num_classes else None
+    log_to = run_dir_of(checkpoint) if log else None
+    if log_to is not None:
+        check_writable(log_to / "metrics.jsonl")  # before the sampling, which a write failure would throw away
 
     @contextlib.contextmanager
     def progress(total: int, what: str, unit: str = "img"):
@@ -167,11 +171,9 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
         row.update(nll_row)
         row["wall_s"] = time.time() - started  # sampling and scoring of this row (the NLL's time is nll_s)
         rows.append(row)
-        if log:
-            run_dir = run_dir_of(checkpoint)
-            if run_dir is not None:
-                with (run_dir / "metrics.jsonl").open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+        if log_to is not None:
+            with (log_to / "metrics.jsonl").open("a") as f:
+                f.write(json.dumps(row) + "\n")
     return rows
 
 

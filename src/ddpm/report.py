@@ -16,7 +16,7 @@ from .data import load_dataset
 from .evaluate import table_cells
 from .generate import generate, labels_for
 from .guidance import ClassifierFreeGuidance, images_per_sample
-from .io import atomic_write_text
+from .io import atomic_write_text, check_writable
 from .models import build_schedule, load_model
 from .viz import plots, process, save_grid
 from .viz.images import save_image
@@ -121,6 +121,7 @@ def write_report(run_dir: str | Path, *, device="cpu", full_ddpm: bool = True, l
     run_dir = Path(run_dir)
     started = time.time()
     checkpoint = resolve_checkpoint(run_dir)
+    check_writable(run_dir / "report")  # before drawing pictures that could not be saved
     model, config, step = load_model(checkpoint, device=device)
     pictures = make_pictures(run_dir, run_dir / "report", model, config, device=device, full_ddpm=full_ddpm, log=log,
                              samples=samples)

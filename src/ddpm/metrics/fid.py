@@ -23,6 +23,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DdpmError
+from ..io import check_writable, read_npz
 from .frechet import FeatureStats, frechet_distance
 
 def cache_dir() -> Path:
@@ -32,12 +33,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ddpm"
 
 
-def npz_images(path: Path) -> torch.Tensor:
-    """arr_0 of an .npz: uint8 [N, H, W, C] (or [N, H, W]) → uint8 [N, C, H, W]."""
-    with np.load(path, allow_pickle=False) as f:
-        if "arr_0" not in f:
-            raise DdpmError(f"{path} has neither arr_0 (images) nor mu/sigma (statistics)")
-        arr = f["arr_0"]
+def npz_images(path: Path, arrays: dict[str, np.ndarray]) -> torch.Tensor:
+    """arr_0 of an .npz (``arrays``, its contents): uint8 [N, H, W, C] (or [N, H, W]) → uint8 [N, C, H, W]."""
+    f = arrays
+    if "arr_0" not in f:
+        raise DdpmError(f"{path} has neither arr_0 (images) nor mu/sigma (statistics)")
+    arr = f["arr_0"]
     if arr.dtype != np.uint8 or arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[-1] not in (1, 3)):
         raise DdpmError(f"{path}: arr_0 must be uint8 images [N, H, W, C] with C = 1 or 3, got {arr.dtype} {arr.shape}")
     return torch.from_numpy(arr[..., None] if arr.ndim == 3 else arr).permute(0, 3, 1, 2).contiguous()
@@ -88,6 +89,7 @@ def dataset_stats(spec: str, extractor, *, data_dir: str | None = None, image_si
     path = cache_dir() / "fid-stats" / f"{key}-{extractor.feature}.npz"
     if path.is_file() and not refresh:
         return FeatureStats.load(path)
+    check_writable(path)  # before computing what could not be cached
     data = load_dataset(name, root=data_dir, split=split, image_size=image_size, channels=channels, test_fraction=test_fraction)
     held_out = f", {test_fraction:g} of the folder held out" if name == "folder" and not (Path(data_dir) / "test").is_dir() else ""
     source = f"{name}:{split} ({len(data)} images, {data.image_size}×{data.image_size}{held_out})"
@@ -104,16 +106,10 @@ def image_set_stats(spec: str, extractor, *, data_dir: str | None = None,
         feats = [extractor(batch, progress=progress) for batch in folder_batches(path)]
         return FeatureStats.from_features(np.concatenate(feats), extractor.feature, source=str(path))
     if path.suffix == ".npz":
-        if not path.is_file():
-            raise DdpmError(f"{path} does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                is_stats = "mu" in f and "sigma" in f
-        except (OSError, ValueError) as e:
-            raise DdpmError(f"{path} is not a readable .npz file: {e}") from None
-        if is_stats:
-            return FeatureStats.load(path)
-        return FeatureStats.from_features(extractor(npz_images(path), progress=progress), extractor.feature, source=str(path))
+        arrays = read_npz(path)
+        if {"mu", "sigma"} <= set(arrays):
+            return FeatureStats.load(path, arrays)
+        return FeatureStats.from_features(extractor(npz_images(path, arrays), progress=progress), extractor.feature, source=str(path))
     if ":" in spec and not path.exists():
         return dataset_stats(spec, extractor, data_dir=data_dir, progress=progress)
     raise DdpmError(f"{spec!r} is not an image folder, an .npz file (arr_0 images or mu/sigma statistics) or DATASET:SPLIT")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DdpmError
-from ..io import atomic_write
+from ..io import atomic_write, read_npz
 
 STATS_FORMAT = 1
 
@@ -46,17 +46,24 @@ class FeatureStats:
                                                      source=self.source, format=STATS_FORMAT))
 
     @classmethod
-    def load(cls, path: str | Path) -> "FeatureStats":
+    def load(cls, path: str | Path, arrays: dict[str, np.ndarray] | None = None) -> "FeatureStats":
+        """Statistics written by ``save`` (or mu/sigma from another FID tool), checked: shapes, finite numbers.
+        ``arrays``: the file's contents when already read (``ddpm.io.read_npz``)."""
         path = Path(path)
+        f = read_npz(path) if arrays is None else arrays
+        if "mu" not in f or "sigma" not in f:
+            raise DdpmError(f"{path} is not a statistics file (an .npz with mu and sigma); it holds {', '.join(f) or 'nothing'}")
         try:
-            with np.load(path, allow_pickle=False) as f:
-                mu, sigma = f["mu"].astype(np.float64), f["sigma"].astype(np.float64)
-                feature = str(f["feature"]) if "feature" in f else "inception-2015-12-05"
-                num, source = int(f["num"]) if "num" in f else 0, str(f["source"]) if "source" in f else str(path)
-        except (OSError, ValueError, KeyError) as e:
-            raise DdpmError(f"{path} is not a statistics file (an .npz with mu and sigma): {e}") from None
+            mu, sigma = f["mu"].astype(np.float64), f["sigma"].astype(np.float64)
+            num = int(f["num"]) if "num" in f else 0
+        except (TypeError, ValueError) as e:
+            raise DdpmError(f"{path}: mu, sigma and num must be numbers ({e})") from None
+        feature = str(f["feature"]) if "feature" in f else "inception-2015-12-05"
+        source = str(f["source"]) if "source" in f else str(path)
         if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
             raise DdpmError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not form a mean and covariance")
+        if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+            raise DdpmError(f"{path}: its mean or covariance holds NaN or infinite values (recompute the statistics)")
         return cls(mu, sigma, num, feature, source)
 
 

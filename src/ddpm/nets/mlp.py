@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import DdpmError
+from ..validation import POSITIVE_INT, bounded, check_fields
 from .layers import timestep_embedding
 
 
@@ -19,21 +20,18 @@ class MLPConfig:
 
     ARCHITECTURE: ClassVar[str] = "mlp"
 
-    image_size: int | None = None
-    in_channels: int = 1
-    hidden: int = 1024
-    depth: int = 4
+    image_size: int | None = bounded(None, POSITIVE_INT)
+    in_channels: int = bounded(1, POSITIVE_INT)
+    hidden: int = bounded(1024, POSITIVE_INT)
+    depth: int = bounded(4, POSITIVE_INT)
     use_time: bool = True
-    num_classes: int | None = None
+    num_classes: int | None = bounded(None, POSITIVE_INT)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        if self.hidden < 1 or self.depth < 1 or (self.image_size is not None and self.image_size < 1) or self.in_channels < 1:
-            raise DdpmError("model config: hidden, depth, image_size and in_channels must be positive")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise DdpmError(f"model config: num_classes must be positive or None, got {self.num_classes}")
+        check_fields(self, "model")  # every number's range, declared on its field
 
 
 class MLP(nn.Module):

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import DdpmError
+from ..validation import POSITIVE_INT, UNIT_HALF_OPEN, Bounds, bounded, check_fields
 from .layers import AttentionBlock, ResBlock, group_norm, timestep_embedding, zero_init
 
 TimeConditioning = Literal["adagn", "add"]
@@ -27,23 +28,23 @@ class UNetConfig:
 
     ARCHITECTURE: ClassVar[str] = "unet"
 
-    image_size: int | None = None
-    in_channels: int = 1
-    base_channels: int = 64
-    channel_mults: tuple[int, ...] = (1, 2, 2)
-    num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = (7,)  # feature-map sides that get self-attention
-    head_channels: int = 64
-    dropout: float = 0.1
+    image_size: int | None = bounded(None, Bounds(4, 4096))
+    in_channels: int = bounded(1, POSITIVE_INT)
+    base_channels: int = bounded(64, POSITIVE_INT)
+    channel_mults: tuple[int, ...] = bounded((1, 2, 2), POSITIVE_INT)
+    num_res_blocks: int = bounded(2, POSITIVE_INT)
+    attention_resolutions: tuple[int, ...] = bounded((7,), POSITIVE_INT)  # feature-map sides that get self-attention
+    head_channels: int = bounded(64, POSITIVE_INT)
+    dropout: float = bounded(0.1, UNIT_HALF_OPEN)
     time_conditioning: TimeConditioning = "adagn"
     use_time: bool = True  # False removes the time input entirely (the "no t" ablation)
     rescale_skip: bool = False  # divide residual sums by √2 (NCSN++; DDPM's blocks return x + h)
-    num_classes: int | None = None  # class conditioning; index num_classes means "no label"
-    norm_groups: int = 32
+    num_classes: int | None = bounded(None, POSITIVE_INT)  # class conditioning; index num_classes means "no label"
+    norm_groups: int = bounded(32, POSITIVE_INT)
     # Side of the square pixel patches folded into channels before the first level (pixel-unshuffle) and
     # unfolded after the last (pixel-shuffle): 2 runs the whole net at half resolution, about 4× fewer
     # FLOPs at the top level for the same width (as in "simple diffusion", Hoogeboom et al. 2023).
-    patch_size: int = 1
+    patch_size: int = bounded(1, POSITIVE_INT)
 
     def __post_init__(self) -> None:
         self.channel_mults = tuple(self.channel_mults)
@@ -61,21 +62,13 @@ class UNetConfig:
         def bad(msg: str) -> DdpmError:
             return DdpmError(f"model config: {msg}")
 
-        if self.in_channels < 1 or self.base_channels < 1 or self.num_res_blocks < 1 or not self.channel_mults \
-                or min(self.channel_mults) < 1 or self.head_channels < 1 or self.norm_groups < 1:
-            raise bad("in_channels, base_channels, num_res_blocks, channel_mults, head_channels and norm_groups must be positive")
-        if self.patch_size < 1:
-            raise bad(f"patch_size must be positive, got {self.patch_size}")
+        check_fields(self, "model")  # every number's range, declared on its field
+        if not self.channel_mults:
+            raise bad("channel_mults must list at least one level")
         if self.time_conditioning not in ("adagn", "add"):
             raise bad(f"time_conditioning must be 'adagn' or 'add', got {self.time_conditioning!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise bad(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise bad(f"num_classes must be positive or None, got {self.num_classes}")
         if self.image_size is None:
             return  # the rules below need the image size, which a run config learns from its data
-        if self.image_size < 4:
-            raise bad(f"image_size must be at least 4, got {self.image_size}")
         if self.image_size % self.patch_size:
             raise bad(f"patch_size must be a positive divisor of image_size {self.image_size}, got {self.patch_size}")
         levels = len(self.channel_mults)

@@ -51,6 +51,34 @@ def set_aside_old_run(out: Path) -> Path | None:
     return folder
 
 
+# What a new run creates before its first checkpoint; removed again if it ends without one (``undo_new_run``).
+STARTED_FILES = ("checkpoints", LOG_FILE, CONFIG_FILE, "progress")
+
+
+def undo_new_run(out: Path, created: list[str], made_folder: bool, set_aside: Path | None) -> None:
+    """A new run that ended (an error, a divergence) before its first complete checkpoint leaves nothing behind
+    that would block the next ``ddpm train --out`` to the same place: the files of ``created`` (names of
+    STARTED_FILES it created) are removed, the run it was replacing is put back from ``set_aside``, and ``out``
+    itself goes if this run made it and it is now empty. (A kill, which runs no code, still leaves config.json:
+    ``--resume`` then starts the run again from step 0.)"""
+    for name in created:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    if set_aside is not None and set_aside.is_dir():
+        for path in set_aside.iterdir():
+            path.rename(out / path.name)
+        set_aside.rmdir()
+        print(f"note: the previous run in {out} is back in place", file=sys.stderr)
+    if made_folder:
+        try:
+            out.rmdir()
+        except OSError:  # the user put something there meanwhile: leave it
+            pass
+
+
 def drop_set_aside(folder: Path | None) -> None:
     """Delete what ``set_aside_old_run`` moved, once the new run has a complete checkpoint."""
     if folder is not None and folder.is_dir():

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import DdpmError
+
 
 class DataOrder:
     """A seeded order over a dataset of ``size`` items: one permutation per epoch, consumed in batches (the
@@ -35,8 +37,18 @@ class DataOrder:
         return {"data_rng": self.generator.get_state(), "order": self.order, "position": self.position}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state["order"]) != self.size:  # the same order over other data would be another run
+            raise DdpmError(f"the checkpoint's data order covers {len(state['order'])} images but the dataset now has "
+                            f"{self.size}: the data changed since the run started (resume needs the same data)")
         self.generator.set_state(state["data_rng"])
         self.order, self.position = state["order"], int(state["position"])
+
+
+def seed_global_rngs(seed: int) -> None:
+    """Seed every global RNG from ``seed`` (a 64-bit integer): torch's (CPU and CUDA), numpy's and Python's."""
+    torch.manual_seed(seed)
+    np.random.seed([seed & 0xFFFFFFFF, seed >> 32])  # numpy's legacy seed takes 32-bit words
+    random.seed(seed)
 
 
 def global_rng_state(device: torch.device) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from ..progress import progress_bar
 from ..viz import save_grid
 from . import run_dir
 from ..timestep_sampler import TimestepSampler
-from .state import DataOrder, global_rng_state, restore_global_rng_state
+from .state import DataOrder, global_rng_state, restore_global_rng_state, seed_global_rngs
 from .step import lr_at, train_step
 
 NUM_LOSS_BUCKETS = 10  # the loss is also logged per tenth of the timestep range
@@ -108,7 +108,7 @@ class Trainer:
         self.out = Path(out_dir)
         self.device, self.quiet = device, quiet
         checkpoint = None
-        self.replacing = force and not resume
+        self.replacing, self.resumed = force and not resume, bool(resume)
         if resume:
             checkpoint, saved = run_dir.resume_point(self.out, None if resume is True else Path(resume))
             config = resume_config(saved, config)
@@ -120,7 +120,7 @@ class Trainer:
                                          test_fraction=d.test_fraction)
         self.config = resolve_config(config, self.data)
         t = self.config.train
-        torch.manual_seed(t.seed)
+        seed_global_rngs(t.seed)
         self.model = build_model(self.config).to(device)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -141,7 +141,11 @@ class Trainer:
             _, weights, ema_weights, _ = load_weights(checkpoint)
             load_into(self.model, weights, checkpoint)
             load_into(self.ema, ema_weights, checkpoint)
-            self._load_state(load_state(checkpoint))
+            self._load_state(load_state(checkpoint), checkpoint)
+            if self.config.train.steps < self.step:  # refused before config.json or any file is touched
+                raise DdpmError(f"train.steps = {self.config.train.steps} is below the checkpoint's step {self.step}: "
+                                "the run has trained further already (give a larger --steps, or name an earlier "
+                                "checkpoint with --resume CHECKPOINT)")
             run_dir.forget_after(self.out, self.step)
 
     # -- state -------------------------------------------------------------------------------
@@ -151,11 +155,14 @@ class Trainer:
                 "timestep_sampler": self.timestep_sampler.state_dict(),
                 "noise_rng": self.noise_gen.get_state().cpu(), "elapsed": self.elapsed_before + (time.time() - self.started)}
 
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.step = int(state["step"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+    def _load_state(self, state: dict[str, Any], source: Path) -> None:
+        try:
+            self.step = int(state["step"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as e:  # a state whose optimizer is another model's
+            raise DdpmError(f"the resume state beside {source} does not fit this model: its optimizer state is another network's ({e})") from None
         restore_global_rng_state(state, self.device)
         self.data_order.load_state_dict(state)
         if "timestep_sampler" in state:  # absent in checkpoints from before importance sampling (always uniform)
@@ -225,15 +232,22 @@ class Trainer:
     def run(self, stop_when: Callable[["Trainer"], str | None] | None = None) -> dict[str, Any]:
         """Train until train.steps or the time budget; SIGINT/SIGTERM save a checkpoint and raise ``Interrupted``.
         ``stop_when(trainer)``, asked before every step, may end training early by returning the reason."""
+        made_folder = not self.out.exists()
         self.out.mkdir(parents=True, exist_ok=True)
         self.set_aside = run_dir.set_aside_old_run(self.out) if self.replacing else None
         self.replacing = False
+        created = [name for name in run_dir.STARTED_FILES if not (self.out / name).exists()]
         run_dir.write_config(self.out, self.config)
         stop_signal: list[int] = []
         previous = _install_handlers(lambda signum, frame: stop_signal.append(signum))
         try:
             with (self.out / run_dir.LOG_FILE).open("a") as log:
                 return self._loop(log, stop_signal, stop_when)
+        except BaseException:
+            if not self.resumed and not list_checkpoints(self.out):  # a new run without a checkpoint: leave no trace
+                run_dir.undo_new_run(self.out, created, made_folder, self.set_aside)
+                self.set_aside = None
+            raise
         finally:
             _restore_handlers(previous)
 
