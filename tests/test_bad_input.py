@@ -101,7 +101,7 @@ def test_the_universal_rules_hold_whatever_the_bounds():
     (["sample", "{ws}/run", "--steps", "0", "--out", "{ws}/x.npz"], "argument --steps: must be a positive integer, got 0"),
     (["sample", "{ws}/run", "--guidance", "nan", "--out", "{ws}/x.npz"], "argument --guidance: must be finite and zero or more, got nan"),
     (["sample", "{ws}/run", "--eta", "inf", "--sampler", "ddim", "--out", "{ws}/x.npz"], "argument --eta: must be in [0, 1], got inf"),
-    (["sample", "{ws}/run", "--num", "1.5", "--out", "{ws}/x.npz"], "argument --num: must be a positive integer, got '1.5'"),
+    (["sample", "{ws}/run", "--num", "1.5", "--out", "{ws}/x.npz"], "argument -n/--num: must be a positive integer, got '1.5'"),
     (["sample", "{ws}/run", "--label", "-1", "--out", "{ws}/x.npz"], "argument --label: must be zero or more, got -1"),
     (["eval", "{ws}/run", "--domain", "--num", "4", "--guidance", "nan"], "argument --guidance: must be finite and zero or more"),
     (["eval", "{ws}/run", "--nll", "--nll-timesteps", "-3"], "argument --nll-timesteps: must be a positive integer, got -3"),

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 
-from . import __version__
+from . import __version__, distributed
 from .config import SAMPLER_NAMES, DataConfig, DiffusionConfig, RunConfig, SampleConfig, TrainConfig
 from .data import DATASETS
 from .errors import DdpmError, TrainingDiverged
@@ -90,7 +90,8 @@ def _sample_parser(sub) -> None:
                                    "OUT ending in .npz gets arr_0 (uint8 NHWC) and arr_1 (labels, when conditional); "
                                    "ending in .png gets one grid; anything else is a directory of PNGs.")
     p.add_argument("checkpoint", help="a run directory or a .safetensors checkpoint")
-    p.add_argument("--num", type=POSITIVE_FLAG, default=64, help="number of samples")
+    p.add_argument("-n", "--num", type=POSITIVE_FLAG, default=64,
+                   help="number of samples (under torchrun write -n: torchrun's parser takes --num for its --numa-binding)")
     p.add_argument("--label", type=flag(int, NON_NEGATIVE), default=None, help="class label for a conditional model (default: cycle through the classes)")
     p.add_argument("--out", type=Path, required=True, help="FILE.npz, FILE.png or DIR/")
     _sampling_flags(p, _steps, "sampling steps (network evaluations), or 'all' (= T)")
@@ -226,9 +227,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
         trainer = Trainer(config.with_overrides(overrides), args.out, device, force=args.force, quiet=args.quiet)
     verb = f"resuming at step {trainer.step}" if args.resume else "training"
-    print(f"{verb} {trainer.config.model.ARCHITECTURE} ({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters) "
-          f"on {trainer.data.name} ({len(trainer.data)} images) on {device} → {trainer.out}", file=sys.stderr)
-    print(json.dumps(trainer.run()))
+    if trainer.world.is_main:
+        print(f"{verb} {trainer.config.model.ARCHITECTURE} ({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters) "
+              f"on {trainer.data.name} ({len(trainer.data)} images) on {device}"
+              + (f" × {trainer.world.size} processes" if trainer.world.distributed else "") + f" → {trainer.out}", file=sys.stderr)
+    summary = trainer.run()
+    if trainer.world.is_main:
+        print(json.dumps(summary))
     return 0
 
 
@@ -273,18 +278,28 @@ def cmd_sample(args: argparse.Namespace) -> int:
     # a folder of PNGs is written batch by batch (sample i's noise depends only on the seed and i: same images)
     chunk = args.num if writes_one_file(args.out) else args.batch_size
     columns = num_classes if num_classes and args.label is None else None
+    world = distributed.world()
     started = time.time()
-    with progress_bar(args.num, unit="img", desc="sampling") as bar:
+    with progress_bar(args.num, unit="img", desc="sampling", disable=not world.is_main) as bar:
         for start in range(0, args.num, chunk):
             stop = min(start + chunk, args.num)
-            images = generate(model, build_schedule(config), num=stop - start, shape=shape, **settings.generate_options(),
-                              **config.diffusion.model_options(), labels=None if labels is None else labels[start:stop],
-                              seed=args.seed, batch_size=args.batch_size, device=device, first_index=start, progress=bar.update)
-            write_samples(images, None if labels is None else labels[start:stop], args.out, columns=columns, first_index=start)
+            # under torchrun each rank draws its share of the indices (sample i's noise depends only on the seed
+            # and i) and rank 0 writes what all gathered: the same images as one process
+            first, last = (start + i for i in distributed.shard(stop - start, world))
+            images = generate(model, build_schedule(config), num=last - first, shape=shape, **settings.generate_options(),
+                              **config.diffusion.model_options(), labels=None if labels is None else labels[first:last],
+                              seed=args.seed, batch_size=args.batch_size, device=device, first_index=first,
+                              progress=lambda n: bar.update(n * world.size))
+            images = distributed.gather_rows(images.to(device), stop - start).cpu()
+            if world.is_main:
+                write_samples(images, None if labels is None else labels[start:stop], args.out, columns=columns, first_index=start)
+    distributed.barrier()
     guided = f", guidance w = {settings.guidance:g}" if settings.guidance else ""
     eta = f", eta {settings.eta:g}" if settings.sampler == "ddim" else ""
-    print(f"wrote {args.num} samples ({settings.sampler}, {settings.steps} steps{eta}{guided}, checkpoint step {step}) "
-          f"to {args.out} in {time.time() - started:.1f}s", file=sys.stderr)
+    if world.is_main:
+        print(f"wrote {args.num} samples ({settings.sampler}, {settings.steps} steps{eta}{guided}, checkpoint step {step}) "
+              f"to {args.out} in {time.time() - started:.1f}s" + (f" on {world.size} processes" if world.distributed else ""),
+              file=sys.stderr)
     return 0
 
 
@@ -437,6 +452,8 @@ def cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
+# What torchrun can spread over processes (each rank its share; rank 0 writes): training and sampling.
+DISTRIBUTED_COMMANDS = ("train", "sample")
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo, "eval": cmd_eval, "fid": cmd_fid,
             "fid-stats": cmd_fid_stats, "report": cmd_report, "viz": cmd_viz}
 
@@ -451,6 +468,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # argparse has printed its one line (a refused choice, --help): return its status
         return int(e.code or 0)
     try:
+        if args.command in DISTRIBUTED_COMMANDS and distributed.launched_by_torchrun():
+            from .models import pick_device
+
+            distributed.init(pick_device(args.device).type)
+        elif distributed.launched_by_torchrun():
+            raise DdpmError(f"ddpm {args.command} runs in one process; under torchrun: {', '.join(DISTRIBUTED_COMMANDS)}")
         return COMMANDS[args.command](args)
     except DdpmError as e:
         print(f"ddpm {args.command}: error: {e}", file=sys.stderr)
@@ -467,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"ddpm {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        distributed.finish()
 
 
 if __name__ == "__main__":

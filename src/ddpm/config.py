@@ -71,7 +71,7 @@ DERIVED_MODEL_KEYS = ("image_size", "in_channels")
 class TrainConfig:
     steps: int = bounded(10_000, POSITIVE_INT)
     max_minutes: Optional[float] = bounded(None, POSITIVE)  # stop (and save) when this much wall time has passed
-    batch_size: int = bounded(128, POSITIVE_INT)
+    batch_size: int = bounded(128, POSITIVE_INT)  # the global batch: under torchrun split over the processes
     lr: float = bounded(2e-4, Bounds(0, 1, lo_open=True))  # Adam's step size: above 1 only diverges
     warmup_steps: int = bounded(100, NON_NEGATIVE)
     weight_decay: float = bounded(0.0, UNIT)  # AdamW's, decoupled: each step shrinks weights by lr·weight_decay
@@ -86,6 +86,9 @@ class TrainConfig:
     progress_samples: int = bounded(64, POSITIVE_INT)  # images per fixed-latent grid (at most sample.num; conditional: whole rows of classes)
     checkpoint_every: int = bounded(1000, POSITIVE_INT)
     keep_checkpoints: int = bounded(2, POSITIVE_INT)  # complete checkpoints kept; older ones are deleted once a newer one is complete
+    # micro-batches per process and step, their gradients summed (a global batch larger than memory allows);
+    # train.batch_size must divide by processes × accumulate
+    accumulate: int = bounded(1, POSITIVE_INT)
     max_bad_steps: int = bounded(10, POSITIVE_INT)  # this many non-finite losses or gradients in a row stop the run
     label_dropout: float = bounded(0.1, UNIT_HALF_OPEN)  # conditional runs: share of labels replaced by "no label" (classifier-free guidance)
     # uniform, or loss_aware: t importance-sampled ∝ √E[L_t²] (improved DDPM §3.3; for the VLB objectives)

@@ -18,8 +18,9 @@ import torch.distributed as dist
 
 from .errors import DdpmError
 
-# How long a rank waits for the others at the rendezvous before giving up with one sentence (not forever).
-DEFAULT_TIMEOUT_S = 300
+# How long a rank waits for the others, at the rendezvous and at every collective (a rank that never arrives
+# ends the others with one sentence, not a hang forever); $DDPM_DIST_TIMEOUT overrides it.
+DEFAULT_TIMEOUT_S = 1800  # PyTorch's own default for gloo
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def launched_by_torchrun() -> bool:
 def init(device_kind: str) -> World:
     """Join the process group torchrun describes in the environment (backend NCCL for CUDA, else gloo); a
     world of one when not launched by torchrun. A rank that cannot reach the others within $DDPM_DIST_TIMEOUT
-    seconds (default 300) stops with one sentence."""
+    seconds (default 1800) stops with one sentence."""
     if not launched_by_torchrun():
         return World()
     if not dist.is_initialized():

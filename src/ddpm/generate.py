@@ -73,7 +73,7 @@ def generate(
         out.append(to_uint8(x0).cpu())
         if progress is not None:
             progress(len(x))
-    return torch.cat(out)
+    return torch.cat(out) if out else torch.empty((0, *shape), dtype=torch.uint8)  # num = 0: a rank's empty share
 
 
 def labels_for(num_classes: int | None, num: int, label: int | None = None) -> torch.Tensor | None:

@@ -18,12 +18,14 @@ from . import rng
 from .errors import DdpmError
 
 
-def drop_labels(y: torch.Tensor, p_uncond: float, null_label: int, generator: torch.Generator | None = None) -> torch.Tensor:
+def drop_labels(y: torch.Tensor, p_uncond: float, null_label: int, generator: torch.Generator | None = None,
+                size: int | None = None, part: slice = slice(None)) -> torch.Tensor:
     """y [B] with each entry replaced by ``null_label`` with probability ``p_uncond`` (drawn from
-    ``generator``, on its device)."""
+    ``generator``, on its device). Under torchrun y is this rank's ``part`` of a global batch of ``size``
+    (default B): the draws are made for all ``size`` and sliced, so they do not depend on the number of ranks."""
     if p_uncond <= 0:
         return y
-    drop = rng.rand(y.shape, generator, y.device) < p_uncond
+    drop = rng.rand((size or len(y),), generator, y.device)[part] < p_uncond
     return torch.where(drop, torch.full_like(y, null_label), y)
 
 

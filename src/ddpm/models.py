@@ -1,12 +1,14 @@
 """Build a denoiser from a run config, and load one from a checkpoint ready to sample."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from .checkpoint import load_weights
 from .config import RunConfig
+from .distributed import launched_by_torchrun
 from .errors import DdpmError
 from .nets import build_network
 from .schedules import NoiseSchedule
@@ -41,10 +43,17 @@ def load_model(checkpoint: str | Path, *, use_ema: bool = True, device: str | to
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """auto (CUDA when there is a GPU), cpu, cuda or cuda:N; under torchrun, auto and cuda mean this rank's own GPU
+    (cuda:LOCAL_RANK)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and torch.cuda.is_available() and launched_by_torchrun():
+        name = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
         raise DdpmError(f"unknown device {name!r}; expected auto, cpu or cuda")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DdpmError("--device cuda was asked for but no CUDA GPU is available")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # NCCL and every bare .cuda() use this rank's GPU
+    return device

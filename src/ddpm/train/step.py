@@ -1,11 +1,14 @@
-"""One optimiser step: label dropout, learning-rate warm-up, autocast, the loss, the non-finite check,
-gradient clipping, the (scaled) optimiser step and the EMA update."""
+"""One optimiser step: label dropout, learning-rate warm-up, autocast, the loss (over micro-batches when
+accumulating), the non-finite check, gradient clipping, the (scaled) optimiser step and the EMA update; the same
+on one process and on N (each rank its slice of the global batch)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
 
+from .. import distributed
 from ..config import RunConfig, TrainConfig
 from ..guidance import drop_labels
 from ..objectives import sample_timesteps_uniform, training_loss
@@ -53,33 +56,59 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
                scaler: torch.amp.GradScaler, schedule: NoiseSchedule, x: torch.Tensor, y: torch.Tensor | None, *,
                config: RunConfig, step: int, noise_gen: torch.Generator,
                timestep_sampler: TimestepSampler | None = None) -> StepResult:
-    """One step on the batch x [B, C, H, W] (labels y [B] or None) at optimiser step ``step``; t from
-    ``timestep_sampler`` (uniform when None), which then records the step's VLB terms."""
+    """One step on this process's part x [b, C, H, W] (labels y [b] or None) of the global batch of b·N examples
+    (N processes, ``ddpm.distributed``; b = train.batch_size with one) at optimiser step ``step``.
+
+    The random draws (label dropout, t from ``timestep_sampler`` or uniform, the noise) are made for the whole
+    global batch in one order and sliced to this rank's part, so N processes train on exactly what one process
+    would. ``train.accumulate`` micro-batches per process are summed into one gradient (``model`` under
+    DistributedDataParallel synchronises only on the last). Every decision to skip the step is agreed by all
+    ranks. The result's per-example tensors cover the global batch (gathered from the ranks)."""
     t = config.train
+    world = distributed.world()
+    b = len(x)
+    size, part = b * world.size, slice(world.rank * b, (world.rank + 1) * b)
     if y is not None:  # classifier-free guidance: the same net also learns ε(x_t, ∅)
-        y = drop_labels(y, t.label_dropout, config.model.num_classes, noise_gen)
+        y = drop_labels(y, t.label_dropout, config.model.num_classes, noise_gen, size=size, part=part)
     for group in optimizer.param_groups:
         group["lr"] = lr_at(t, step)
+    if timestep_sampler is None:  # uniform, without a sampler object built on every step
+        t_steps, weights = sample_timesteps_uniform(size, schedule.num_timesteps, device=x.device, generator=noise_gen), None
+    else:
+        t_steps, weights = timestep_sampler.sample(size, x.device, noise_gen)
+    noise = torch.randn((size, *x.shape[1:]), device=x.device, dtype=x.dtype, generator=noise_gen)
+    t_all = t_steps  # the global batch's, for the importance sampler's history (the same on every rank)
+    t_steps, noise, weights = t_steps[part], noise[part], None if weights is None else weights[part]
     dtype = AUTOCAST_DTYPES.get(t.precision)
-    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        d = config.diffusion
-        if timestep_sampler is None:  # uniform, without a sampler object built on every step
-            t_steps, weights = sample_timesteps_uniform(len(x), schedule.num_timesteps, device=x.device, generator=noise_gen), None
-        else:
-            t_steps, weights = timestep_sampler.sample(len(x), x.device, noise_gen)
-        out = training_loss(model, schedule, x, prediction=d.prediction, variance=d.variance, loss=d.loss, t=t_steps,
-                            weights=weights, generator=noise_gen, cond={"y": y} if y is not None else None,
-                            min_snr_gamma=d.min_snr_gamma)
-    loss = out["loss"].mean()
+    d = config.diffusion
     optimizer.zero_grad(set_to_none=True)
-    vlb = out["vlb"].detach() if "vlb" in out else None
-    result = StepResult(False, "non-finite", out["mse"].detach(), out["loss"].detach(), out["t"], vlb)
-    if not torch.isfinite(loss):
+    outs, finite = [], True
+    micro = b // t.accumulate
+    for i in range(t.accumulate):
+        chunk = slice(i * micro, (i + 1) * micro)
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = training_loss(model, schedule, x[chunk], prediction=d.prediction, variance=d.variance, loss=d.loss,
+                                t=t_steps[chunk], noise=noise[chunk], weights=None if weights is None else weights[chunk],
+                                cond={"y": y[chunk]} if y is not None else None, min_snr_gamma=d.min_snr_gamma)
+        outs.append(out)
+        loss = out["loss"].mean() / t.accumulate
+        # one rank's non-finite loss skips the step on all (a rank leaving out its backward would hang the others)
+        finite = not distributed.agree_max(int(not torch.isfinite(loss)), x.device)
+        if not finite:
+            break
+        last = i == t.accumulate - 1
+        with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
+            scaler.scale(loss).backward()
+    gathered = {k: distributed.gather_rows(torch.cat([o[k].detach() for o in outs]), size) if finite else
+                torch.cat([o[k].detach() for o in outs]) for k in ("mse", "loss", "t") + (("vlb",) if "vlb" in outs[0] else ())}
+    result = StepResult(False, "non-finite", gathered["mse"], gathered["loss"], gathered["t"], gathered.get("vlb"))
+    if not finite:
+        optimizer.zero_grad(set_to_none=True)
         return result
-    scaler.scale(loss).backward()
     scaler.unscale_(optimizer)
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    # the norm is computed even without clipping: a non-finite gradient skips the step
+    # the norm is computed even without clipping: a non-finite gradient skips the step (the gradients are the
+    # ranks' average, the same on every rank, so every rank decides alike)
     norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip > 0 else float("inf"))
     if not scaler.is_enabled() and not torch.isfinite(norm):
         optimizer.zero_grad(set_to_none=True)
@@ -92,7 +121,7 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
         result.reason = "fp16 overflow" if scaler.get_scale() >= 1.0 else "non-finite"  # below 1: not an overflow
         return result
     update_ema(ema, model, ema_decay_at(t, step))
-    if timestep_sampler is not None and vlb is not None:
-        timestep_sampler.update(t_steps, vlb)
+    if timestep_sampler is not None and result.vlb is not None:
+        timestep_sampler.update(t_all, result.vlb)
     result.applied, result.reason = True, None
     return result

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
+from .. import distributed
 from ..checkpoint import list_checkpoints, load_state, load_weights, save_checkpoint
 from ..config import RunConfig, resume_config
 from ..data import ImageData, load_dataset
@@ -28,6 +31,8 @@ from .state import DataOrder, global_rng_state, restore_global_rng_state, seed_g
 from .step import lr_at, train_step
 
 NUM_LOSS_BUCKETS = 10  # the loss is also logged per tenth of the timestep range
+# Codes of the one stop decision all ranks agree on (the largest wins): a signal, then the time budget, then stop_when.
+STOP_ASKED, STOP_TIME, STOP_SIGNAL = 1, 2, 100
 
 
 class Interrupted(Exception):
@@ -106,7 +111,8 @@ class Trainer:
         ``force``: replace a run already in ``out_dir``; its files are set aside when training starts and dropped
         once the new run's first checkpoint is complete (``run_dir``)."""
         self.out = Path(out_dir)
-        self.device, self.quiet = device, quiet
+        self.world = distributed.world()
+        self.device, self.quiet = device, quiet or not self.world.is_main
         checkpoint = None
         self.replacing, self.resumed = force and not resume, bool(resume)
         if resume:
@@ -120,11 +126,20 @@ class Trainer:
                                          test_fraction=d.test_fraction)
         self.config = resolve_config(config, self.data)
         t = self.config.train
+        split = self.world.size * t.accumulate
+        if t.batch_size % split:
+            raise DdpmError(f"train.batch_size {t.batch_size} must divide by the {self.world.size} processes × "
+                            f"train.accumulate {t.accumulate} = {split}: it is the global batch, split over the processes "
+                            "and then into micro-batches")
         seed_global_rngs(t.seed)
         self.model = build_model(self.config).to(device)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        # the network the step runs: under torchrun DistributedDataParallel averages the ranks' gradients (and
+        # starts every rank from rank 0's weights); checkpoints hold self.model, the same for any world size
+        self.net = self.model if not self.world.distributed else torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[device.index] if device.type == "cuda" else None)
         self.schedule = build_schedule(self.config).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
         self.scaler = torch.amp.GradScaler(device.type, enabled=t.precision == "fp16")
@@ -146,7 +161,9 @@ class Trainer:
                 raise DdpmError(f"train.steps = {self.config.train.steps} is below the checkpoint's step {self.step}: "
                                 "the run has trained further already (give a larger --steps, or name an earlier "
                                 "checkpoint with --resume CHECKPOINT)")
-            run_dir.forget_after(self.out, self.step)
+            distributed.barrier()  # every rank has read the checkpoint before rank 0 sets later ones aside
+            if self.world.is_main:
+                run_dir.forget_after(self.out, self.step)
 
     # -- state -------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -170,7 +187,10 @@ class Trainer:
         self.noise_gen.set_state(state["noise_rng"].to(self.noise_gen.device) if self.device.type != "cpu" else state["noise_rng"])
         self.elapsed_before = float(state["elapsed"])
 
-    def save_checkpoint(self) -> Path:
+    def save_checkpoint(self) -> Path | None:
+        """Rank 0 writes the checkpoint (every rank holds the same weights and global state); None on the others."""
+        if not self.world.is_main:
+            return None
         path = save_checkpoint(self.out, self.step, self.model, self.ema, self.config, self._state(), keep=self.config.train.keep_checkpoints)
         run_dir.drop_set_aside(self.set_aside)  # the replaced run's files go only once this run has a checkpoint
         self.set_aside = None
@@ -178,7 +198,10 @@ class Trainer:
 
     # -- pieces of the loop --------------------------------------------------------------------
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x, y = self.data.batch(self.data_order.next(self.config.train.batch_size), self.device)
+        """This rank's slice of the next global batch (the whole of it in one process)."""
+        index = self.data_order.next(self.config.train.batch_size)
+        start, stop = distributed.shard(len(index), self.world)
+        x, y = self.data.batch(index[start:stop], self.device)
         if self.config.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, (y if self.config.model.num_classes else None)
@@ -195,7 +218,9 @@ class Trainer:
                         **s.generate_options(), **self.config.diffusion.model_options(), labels=labels, seed=seed,
                         device=self.device)
 
-    def save_progress_grid(self) -> Path:
+    def save_progress_grid(self) -> Path | None:
+        if not self.world.is_main:
+            return None
         images = self.sample_ema(progress_grid_size(self.config), seed=self.progress_seed, labels=self.progress_labels)
         return save_grid(images, self.out / "progress" / f"step_{self.step:07d}.png", nrow=self.config.model.num_classes)
 
@@ -232,19 +257,24 @@ class Trainer:
     def run(self, stop_when: Callable[["Trainer"], str | None] | None = None) -> dict[str, Any]:
         """Train until train.steps or the time budget; SIGINT/SIGTERM save a checkpoint and raise ``Interrupted``.
         ``stop_when(trainer)``, asked before every step, may end training early by returning the reason."""
+        main = self.world.is_main  # the only rank that touches the run directory
         made_folder = not self.out.exists()
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.set_aside = run_dir.set_aside_old_run(self.out) if self.replacing else None
+        created: list[str] = []
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.set_aside = run_dir.set_aside_old_run(self.out) if self.replacing else None
+            created = [name for name in run_dir.STARTED_FILES if not (self.out / name).exists()]
+            run_dir.write_config(self.out, self.config)
         self.replacing = False
-        created = [name for name in run_dir.STARTED_FILES if not (self.out / name).exists()]
-        run_dir.write_config(self.out, self.config)
+        if self.world.rank > 0:  # dropout masks of its own: from (seed, step, rank), not a copy of rank 0's
+            torch.manual_seed(int(np.random.SeedSequence([self.config.train.seed, self.step, self.world.rank]).generate_state(1, np.uint64)[0]))
         stop_signal: list[int] = []
         previous = _install_handlers(lambda signum, frame: stop_signal.append(signum))
         try:
-            with (self.out / run_dir.LOG_FILE).open("a") as log:
+            with (self.out / run_dir.LOG_FILE).open("a") if main else open(os.devnull, "w") as log:
                 return self._loop(log, stop_signal, stop_when)
         except BaseException:
-            if not self.resumed and not list_checkpoints(self.out):  # a new run without a checkpoint: leave no trace
+            if main and not self.resumed and not list_checkpoints(self.out):  # a new run without a checkpoint: leave no trace
                 run_dir.undo_new_run(self.out, created, made_folder, self.set_aside)
                 self.set_aside = None
             raise
@@ -260,16 +290,19 @@ class Trainer:
         stop_reason = "steps"
         with self._make_bar() as self.bar:
             while self.step < t.steps:
-                if stop_signal:
+                reason = stop_when(self) if stop_when is not None else None
+                # one decision for every rank (a signal to any of them, rank 0's clock, ``stop_when``): all stop at one step
+                code = distributed.agree_max(STOP_SIGNAL + stop_signal[0] if stop_signal else
+                                             STOP_TIME if self.deadline is not None and time.time() >= self.deadline else
+                                             STOP_ASKED if reason else 0, self.device)
+                if code >= STOP_SIGNAL:
+                    stop_signal[:] = [code - STOP_SIGNAL]
                     break
-                if self.deadline is not None and time.time() >= self.deadline:
-                    stop_reason = "time budget"
-                    break
-                if stop_when is not None and (reason := stop_when(self)):
-                    stop_reason = reason
+                if code:
+                    stop_reason = "time budget" if code == STOP_TIME else (reason or "stop_when")
                     break
                 x, y = self.next_batch()
-                result = train_step(self.model, self.ema, self.optimizer, self.scaler, self.schedule, x, y,
+                result = train_step(self.net, self.ema, self.optimizer, self.scaler, self.schedule, x, y,
                                     config=self.config, step=self.step, noise_gen=self.noise_gen,
                                     timestep_sampler=self.timestep_sampler)
                 if not result.applied:
@@ -293,11 +326,12 @@ class Trainer:
                     self.save_checkpoint()
             if window.steps:  # what was trained since the last record (a time budget rarely ends on log_every)
                 self._log(log, window, skipped)
-        if not list_checkpoints(self.out) or list_checkpoints(self.out)[-1][0] != self.step:
+        if self.world.is_main and (not list_checkpoints(self.out) or list_checkpoints(self.out)[-1][0] != self.step):
             self.save_checkpoint()
+        distributed.barrier()  # no rank leaves before the checkpoint is complete
         if stop_signal:
             raise Interrupted(stop_signal[0], self.step, self.out)
-        if t.sample_every and not (self.out / "progress" / f"step_{self.step:07d}.png").exists():
+        if t.sample_every and self.world.is_main and not (self.out / "progress" / f"step_{self.step:07d}.png").exists():
             self.save_progress_grid()
         return {"steps": self.step, "stopped_by": stop_reason, "skipped_steps": skipped,
                 "elapsed_s": self.elapsed_before + time.time() - self.started,
