@@ -33,7 +33,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "DDPM_DIST_TIMEOUT": "60"}
 def ddpm(*args: str, nproc: int = 1, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     """``ddpm ARGS`` in one process, or under ``torchrun --standalone --nproc_per_node nproc``."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
-    out = subprocess.run([*launcher, "-m", "ddpm.cli", *args], capture_output=True, text=True, env=ENV, timeout=300, **kwargs)
+    kwargs.setdefault("env", ENV)
+    out = subprocess.run([*launcher, "-m", "ddpm.cli", *args], capture_output=True, text=True, timeout=300, **kwargs)
     if check:
         assert out.returncode == 0, out.stderr[-3000:]
     return out
@@ -92,6 +93,24 @@ def test_sampling_on_two_processes_writes_the_same_images(one_process, tmp_path)
     assert (tmp_path / "s1.npz").read_bytes() == (tmp_path / "s2.npz").read_bytes()
     assert sorted(p.name for p in (tmp_path / "d2").iterdir()) == [f"{i:06d}.png" for i in range(5)]
     assert all((tmp_path / "d1" / p.name).read_bytes() == p.read_bytes() for p in (tmp_path / "d2").iterdir())
+
+
+def test_eval_and_fid_on_two_processes_score_what_one_process_does(one_process, data_dir, tmp_path):
+    """Samples and their features are shared among the ranks: the same scores (features to float tolerance)."""
+    import json
+
+    rows = []
+    for nproc in (1, 2):
+        ddpm("eval", str(one_process), "-n", "6", "--steps", "3", "--domain", "--batch-size", "4", nproc=nproc,
+             env={**ENV, "DDPM_CACHE": str(tmp_path / f"eval-cache{nproc}")})  # the reference computed by each
+        rows.append(json.loads((one_process / "metrics.jsonl").read_text().splitlines()[-1]))
+    one, two = rows
+    assert one["kind"] == two["kind"] == "eval" and one["class_histogram"] == two["class_histogram"]
+    assert two["domain_fid"] == pytest.approx(one["domain_fid"], rel=1e-6) and two["domain_confident"] == one["domain_confident"]
+    ddpm("sample", str(one_process), "-n", "7", "--out", str(tmp_path / "s.npz"))
+    fids = [float(ddpm("fid", "--feature", "domain", str(tmp_path / "s.npz"), "mnist-idx:test", "--data-dir", str(data_dir),
+                       nproc=nproc, env={**ENV, "DDPM_CACHE": str(tmp_path / f"cache{nproc}")}).stdout.split()[-1]) for nproc in (1, 2)]
+    assert fids[1] == pytest.approx(fids[0], rel=1e-6)
 
 
 def test_sigterm_to_one_rank_stops_every_rank_with_one_checkpoint(data_dir, tmp_path):

@@ -125,7 +125,7 @@ def _eval_parsers(sub) -> None:
                                    "append each result to the run's metrics.jsonl. Without --fid, --domain or --nll: FID, plus "
                                    "the domain scores where a shipped classifier knows the dataset.")
     p.add_argument("run", help="a run directory or a .safetensors checkpoint")
-    p.add_argument("--num", type=POSITIVE_FLAG, default=10000, help="samples per evaluation")
+    p.add_argument("-n", "--num", type=POSITIVE_FLAG, default=10000, help="samples per evaluation (-n under torchrun)")
     _sampling_flags(p, str, "sampling steps, or a comma-separated sweep such as 10,20,50,100,all ('all' = T)")
     p.add_argument("--fid", action="store_true", help="Inception FID against the reference")
     p.add_argument("--domain", action="store_true", help="domain classifier scores: classifier FID, IS analogue, confident share, class histogram")
@@ -328,7 +328,7 @@ def _parse_steps(text: str | None) -> list[int | None] | None:
 def _bar(total: int, what: str, unit: str = "img"):
     from .progress import progress_bar
 
-    return progress_bar(total or None, desc=what, unit=unit, leave=False)
+    return progress_bar(total or None, desc=what, unit=unit, leave=False, disable=not distributed.world().is_main)
 
 
 def _extractor(feature: str, dataset: str, device, batch_size: int):
@@ -355,7 +355,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             nll_images=args.nll_images, nll_variance=args.nll_variance, nll_timesteps=args.nll_timesteps,
                             reference=args.reference)
     rows = evaluate(args.run, settings, device=pick_device(args.device), bar=_bar, log=not args.no_log)
-    print(format_table(rows))
+    if distributed.world().is_main:
+        print(format_table(rows))
     return 0
 
 
@@ -369,8 +370,9 @@ def cmd_fid(args: argparse.Namespace) -> int:
         value, a, b = fid_between(args.a, args.b, extractor, data_dir=args.data_dir, progress=bar.update)
     finally:
         bar.close()
-    print(f"FID {value:.4f}  ({extractor.feature} features; {a.num or '?'} images in A, {b.num or '?'} in B)", file=sys.stderr)
-    print(f"{value:.6f}")
+    if distributed.world().is_main:
+        print(f"FID {value:.4f}  ({extractor.feature} features; {a.num or '?'} images in A, {b.num or '?'} in B)", file=sys.stderr)
+        print(f"{value:.6f}")
     return 0
 
 
@@ -387,6 +389,8 @@ def cmd_fid_stats(args: argparse.Namespace) -> int:
         stats = dataset_stats(args.spec, extractor, data_dir=args.data_dir, refresh=args.refresh, progress=bar.update)
     finally:
         bar.close()
+    if not distributed.world().is_main:
+        return 0
     if args.out:
         stats.save(args.out)
     print(f"{args.spec}: {stats.num} images, {len(stats.mu)}-d {stats.feature} statistics cached"
@@ -452,8 +456,9 @@ def cmd_viz(args: argparse.Namespace) -> int:
     return 0
 
 
-# What torchrun can spread over processes (each rank its share; rank 0 writes): training and sampling.
-DISTRIBUTED_COMMANDS = ("train", "sample")
+# What torchrun can spread over processes (each rank its share of the steps' batch, of the sample indices or of
+# the images whose features are extracted; rank 0 writes and prints).
+DISTRIBUTED_COMMANDS = ("train", "sample", "eval", "fid", "fid-stats")
 COMMANDS = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo, "eval": cmd_eval, "fid": cmd_fid,
             "fid-stats": cmd_fid_stats, "report": cmd_report, "viz": cmd_viz}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -52,7 +53,10 @@ def init(device_kind: str) -> World:
     if not launched_by_torchrun():
         return World()
     if not dist.is_initialized():
-        timeout = float(os.environ.get("DDPM_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
+        try:
+            timeout = float(os.environ.get("DDPM_DIST_TIMEOUT", DEFAULT_TIMEOUT_S))
+        except ValueError:
+            raise DdpmError(f"$DDPM_DIST_TIMEOUT must be seconds, got {os.environ['DDPM_DIST_TIMEOUT']!r}") from None
         backend = "nccl" if device_kind == "cuda" else "gloo"
         try:
             dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
@@ -94,6 +98,18 @@ def gather_rows(x: torch.Tensor, count: int) -> torch.Tensor:
     parts = [torch.empty_like(padded) for _ in range(w.size)]
     dist.all_gather(parts, padded)
     return torch.cat([p[:n] for p, n in zip(parts, sizes)])
+
+
+def map_shards(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``f(x)`` computed by the ranks together: each applies ``f`` to its ``shard`` of x's rows [N, …] and the
+    results [n_r, …] are gathered in order on every rank. ``f`` must treat rows independently (a feature
+    extractor); one process simply returns f(x)."""
+    w = world()
+    if not w.distributed:
+        return f(x)
+    start, stop = shard(len(x), w)
+    out = f(x[start:stop]) if stop > start else f(x[:1])[:0]  # an empty share still needs the rows' shape
+    return gather_rows(out, len(x))
 
 
 def agree_max(value: int, device: torch.device | str = "cpu") -> int:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from . import distributed
 from .errors import DdpmError
 from .generate import generate
 from .io import check_writable
@@ -82,7 +83,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     """Evaluate a run directory or checkpoint; returns one row per entry of ``settings.steps``.
 
     ``bar(total, description, unit)`` makes a progress bar (an object with ``update(n)`` and ``close()``)."""
-    from .metrics.fid import dataset_stats, image_set_stats
+    from .metrics.fid import dataset_stats, extract, image_set_stats
     from .metrics.frechet import FeatureStats, frechet_distance
 
     if not (settings.fid or settings.domain or settings.nll):
@@ -102,7 +103,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     shape = (data.channels, data.image_size, data.image_size)
     num_classes = config.model.num_classes
     labels = torch.arange(settings.num) % num_classes if num_classes else None
-    log_to = run_dir_of(checkpoint) if log else None
+    log_to = run_dir_of(checkpoint) if log and distributed.world().is_main else None
     if log_to is not None:
         check_writable(log_to / "metrics.jsonl")  # before the sampling, which a write failure would throw away
 
@@ -135,7 +136,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
 
     def features(extractor, images: torch.Tensor, what: str) -> np.ndarray:
         with progress(len(images), what) as update:
-            return extractor(images, progress=update)
+            return extract(extractor, images, update)
 
     ref_inception = reference_stats(inception) if inception else None
     ref_domain = reference_stats(domain_net) if domain_net else None
@@ -151,18 +152,29 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
                                "reference": reference_said}
         if settings.fid or settings.domain:
             with progress(settings.num, f"sampling {sample.sampler}, {sample.steps} steps") as update:
-                images = generate(model, schedule, num=settings.num, shape=shape, **sample.generate_options(),
-                                  **config.diffusion.model_options(), labels=labels, seed=settings.seed,
-                                  batch_size=settings.batch_size, device=device, progress=update)
+                # under torchrun each rank draws its share of the sample indices (sample i's noise depends only on
+                # the seed and i): every rank then holds the images one process would
+                first, last = distributed.shard(settings.num)
+                counted = None if update is None else (lambda n: update(n * distributed.world().size))
+                images = generate(model, schedule, num=last - first, shape=shape, **sample.generate_options(),
+                                  **config.diffusion.model_options(), labels=None if labels is None else labels[first:last],
+                                  seed=settings.seed, batch_size=settings.batch_size, device=device, first_index=first,
+                                  progress=counted)
+                images = distributed.gather_rows(images.to(device), settings.num).cpu()
             row["sampling_s"] = time.time() - started
             if inception:
                 stats = FeatureStats.from_features(features(inception, images, "Inception features"), inception.feature, "samples")
                 row["fid"] = frechet_distance(stats, ref_inception)
                 row["fid_reference_images"] = ref_inception.num
             if domain_net:
-                from .metrics.domain import domain_scores
+                from .metrics.domain import FEATURE_DIM, domain_scores
 
-                feats, logits = domain_net.classify(images)
+                def features_and_logits(x: torch.Tensor) -> torch.Tensor:
+                    feats, logits = domain_net.classify(x)
+                    return torch.cat([torch.from_numpy(feats), logits.double()], 1)
+
+                both = distributed.map_shards(features_and_logits, images)  # [N, 128 + 10], shared among ranks
+                feats, logits = both[:, :FEATURE_DIM].numpy(), both[:, FEATURE_DIM:]
                 row["domain_fid"] = frechet_distance(FeatureStats.from_features(feats, domain_net.feature, "samples"), ref_domain)
                 scores = domain_scores(logits)
                 row.update(domain_confident=scores.confident, domain_threshold=scores.threshold,

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .. import distributed
 from ..errors import DdpmError
 from ..io import check_writable, read_npz
 from .frechet import FeatureStats, frechet_distance
@@ -87,15 +88,25 @@ def dataset_stats(spec: str, extractor, *, data_dir: str | None = None, image_si
     variant = f"{Path(data_dir).resolve() if data_dir else ''}|{image_size}|{channels}|{test_fraction if name == 'folder' else ''}"
     key = f"{name}-{split}" + (f"-{hashlib.sha1(variant.encode()).hexdigest()[:8]}" if variant != "|None|None|" else "")
     path = cache_dir() / "fid-stats" / f"{key}-{extractor.feature}.npz"
-    if path.is_file() and not refresh:
+    # under torchrun every rank takes part in computing it unless every rank can read the cache
+    if not refresh and not distributed.agree_max(int(not path.is_file())):
         return FeatureStats.load(path)
     check_writable(path)  # before computing what could not be cached
     data = load_dataset(name, root=data_dir, split=split, image_size=image_size, channels=channels, test_fraction=test_fraction)
     held_out = f", {test_fraction:g} of the folder held out" if name == "folder" and not (Path(data_dir) / "test").is_dir() else ""
     source = f"{name}:{split} ({len(data)} images, {data.image_size}×{data.image_size}{held_out})"
-    stats = FeatureStats.from_features(extractor(data.images, progress=progress), extractor.feature, source=source)
-    stats.save(path)
+    stats = FeatureStats.from_features(extract(extractor, data.images, progress), extractor.feature, source=source)
+    if distributed.world().is_main:
+        stats.save(path)
     return stats
+
+
+def extract(extractor, images: torch.Tensor, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """``extractor(images)`` [N, D]: under torchrun each rank extracts its share of the rows and all are gathered
+    in order (the features of one process, a world-size-th of the time); ``progress`` counts all ranks' images."""
+    size = distributed.world().size
+    counted = None if progress is None else (lambda n: progress(n * size))
+    return distributed.map_shards(lambda x: torch.from_numpy(np.asarray(extractor(x, progress=counted))), images).numpy()
 
 
 def image_set_stats(spec: str, extractor, *, data_dir: str | None = None,
@@ -109,7 +120,7 @@ def image_set_stats(spec: str, extractor, *, data_dir: str | None = None,
         arrays = read_npz(path)
         if {"mu", "sigma"} <= set(arrays):
             return FeatureStats.load(path, arrays)
-        return FeatureStats.from_features(extractor(npz_images(path, arrays), progress=progress), extractor.feature, source=str(path))
+        return FeatureStats.from_features(extract(extractor, npz_images(path, arrays), progress), extractor.feature, source=str(path))
     if ":" in spec and not path.exists():
         return dataset_stats(spec, extractor, data_dir=data_dir, progress=progress)
     raise DdpmError(f"{spec!r} is not an image folder, an .npz file (arr_0 images or mu/sigma statistics) or DATASET:SPLIT")
