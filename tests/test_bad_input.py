@@ -106,6 +106,8 @@ def test_the_universal_rules_hold_whatever_the_bounds():
     (["eval", "{ws}/run", "--domain", "--num", "4", "--guidance", "nan"], "argument --guidance: must be finite and zero or more"),
     (["eval", "{ws}/run", "--nll", "--nll-timesteps", "-3"], "argument --nll-timesteps: must be a positive integer, got -3"),
     (["demo", "--out", "{ws}/d", "--max-minutes", "inf"], "argument --max-minutes: must be finite and positive, got inf"),
+    (["train", "--out", "{ws}/new", "--fast", "--device", "cpu"], "--fast sets the CUDA path"),
+    (["train", "--resume", "{ws}/run", "--fast"], "--resume continues a run with its saved config"),
 ])
 def test_settings_are_refused_before_any_work(argv, message, workspace, capsys):
     before = snapshot(workspace)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 from . import __version__, distributed
-from .config import SAMPLER_NAMES, DataConfig, DiffusionConfig, RunConfig, SampleConfig, TrainConfig
+from .config import FAST_CUDA, SAMPLER_NAMES, DataConfig, DiffusionConfig, RunConfig, SampleConfig, TrainConfig
 from .data import DATASETS
 from .errors import DdpmError, TrainingDiverged
 from .metrics.domain import DOMAIN_OF
@@ -80,6 +80,8 @@ def _train_parser(sub) -> None:
                         "config (only --steps and --max-minutes may change); without a value, the run in --out")
     p.add_argument("--force", action="store_true", help="replace a run already in --out: its files are set aside (RUN/.replaced-*/) "
                    "when the new run starts training and deleted once the new run's first checkpoint is complete")
+    p.add_argument("--fast", action="store_true", help="CUDA: train the fastest honest way, "
+                   + ", ".join(f"{k}={json.dumps(v)}" for k, v in FAST_CUDA.items()) + " (bench/gpu.py measures each)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -210,7 +212,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     device = pick_device(args.device)
     if args.resume:
-        if args.config or args.data or args.data_dir or args.set or args.limit or args.batch_size or args.seed is not None or args.force:
+        if args.config or args.data or args.data_dir or args.set or args.limit or args.batch_size or args.seed is not None \
+                or args.force or args.fast:
             raise DdpmError("--resume continues a run with its saved config; only --steps and --max-minutes may change")
         out, checkpoint = _resume_target(args.resume, args.out)
         _, saved = resume_point(out, checkpoint)
@@ -224,7 +227,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         flags = {"data.dataset": args.data, "data.data_dir": args.data_dir, "train.steps": args.steps,
                  "train.max_minutes": args.max_minutes, "train.batch_size": args.batch_size, "data.limit": args.limit,
                  "train.seed": args.seed}
-        overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + args.set
+        if args.fast and device.type != "cuda":
+            raise DdpmError(f"--fast sets the CUDA path (bf16, TF32, channels-last, torch.compile); on {device} keep the defaults")
+        fast = [f"{k}={json.dumps(v)}" for k, v in FAST_CUDA.items()] if args.fast else []
+        overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + fast + args.set
         trainer = Trainer(config.with_overrides(overrides), args.out, device, force=args.force, quiet=args.quiet)
     verb = f"resuming at step {trainer.step}" if args.resume else "training"
     if trainer.world.is_main:

@@ -80,6 +80,8 @@ class TrainConfig:
     ema_warmup: bool = True  # decay min(ema_decay, (1 + n)/(10 + n)) so early EMA follows the weights
     precision: Literal[PRECISIONS] = "fp32"
     channels_last: bool = False
+    compile: bool = False  # torch.compile the denoiser for training (CUDA: faster after a warm-up; CPU: needs a C++ compiler)
+    tf32: bool = False  # CUDA: TF32 matmuls and convolutions in fp32 (10-bit mantissa products; Ampere and newer)
     seed: int = bounded(0, SEED)
     log_every: int = bounded(50, POSITIVE_INT)
     sample_every: int = bounded(500, NON_NEGATIVE)  # fixed-latent grid every N steps (0: never)
@@ -229,6 +231,10 @@ class RunConfig:
         need(s.guidance == 0 or self.data.conditional or m.num_classes, "sample.guidance",
              "0 for an unconditional model (set data.conditional = true to train one that can be guided)")
 
+
+# What ``ddpm train --fast`` sets: the fastest honest way to train on CUDA (bf16 autocast keeps fp32 weights,
+# optimizer state and loss; TF32; channels-last; torch.compile). bench/gpu.py measures each step of it.
+FAST_CUDA = {"train.precision": "bf16", "train.tf32": True, "train.channels_last": True, "train.compile": True}
 
 # The one rule of what a resumed run may change: how long it trains. Everything else would make the continued
 # run a different run than its checkpoints (and exact resume impossible).

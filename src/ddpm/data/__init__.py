@@ -67,8 +67,11 @@ class ImageData:
 
     def batch(self, index: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
         """x [B, C, H, W] float32 in [−1, 1] and labels [B] for the given indices."""
-        x = from_uint8(self.images[index].to(device))
-        y = self.labels[index].to(device) if self.labels is not None else None
+        index = index.to(self.images.device)
+        pinned = torch.device(device).type == "cuda" and self.images.device.type == "cpu"  # then copy asynchronously
+        x = self.images[index]
+        x = from_uint8((x.pin_memory() if pinned else x).to(device, non_blocking=pinned))
+        y = self.labels[index].to(device, non_blocking=pinned) if self.labels is not None else None
         return x, y
 
 
