@@ -107,6 +107,9 @@ def test_the_universal_rules_hold_whatever_the_bounds():
     (["eval", "{ws}/run", "--nll", "--nll-timesteps", "-3"], "argument --nll-timesteps: must be a positive integer, got -3"),
     (["demo", "--out", "{ws}/d", "--max-minutes", "inf"], "argument --max-minutes: must be finite and positive, got inf"),
     (["train", "--out", "{ws}/new", "--fast", "--device", "cpu"], "--fast sets the CUDA path"),
+    (["train", "--out", "{ws}/new", "--data", "mnist", "--limit", "10", "--batch-size", "16"],
+     "train.batch_size 16 is more than the 10 training images of mnist"),
+    (["sample", "{ws}/run", "--device", "cuda:abc", "--out", "{ws}/x.npz"], "unknown device 'cuda:abc'; expected auto, cpu, cuda or cuda:N"),
     (["train", "--resume", "{ws}/run", "--fast"], "--resume continues a run with its saved config"),
 ])
 def test_settings_are_refused_before_any_work(argv, message, workspace, capsys):

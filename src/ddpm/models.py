@@ -49,8 +49,8 @@ def pick_device(name: str = "auto") -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and torch.cuda.is_available() and launched_by_torchrun():
         name = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise DdpmError(f"unknown device {name!r}; expected auto, cpu or cuda")
+    if name not in ("cpu", "cuda") and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise DdpmError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DdpmError("--device cuda was asked for but no CUDA GPU is available")
     device = torch.device(name)

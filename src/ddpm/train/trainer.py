@@ -140,6 +140,9 @@ class Trainer:
         if device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = t.tf32
             self.data = data_on_device(self.data, device)
+        if t.batch_size > len(self.data):  # DataOrder would silently hand out smaller batches
+            raise DdpmError(f"train.batch_size {t.batch_size} is more than the {len(self.data)} training images of "
+                            f"{self.data.name}; lower it or use more data")
         split = self.world.size * t.accumulate
         if t.batch_size % split:
             raise DdpmError(f"train.batch_size {t.batch_size} must divide by the {self.world.size} processes × "
