@@ -114,3 +114,10 @@ def test_console_script_help_and_no_traceback(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "holds no checkpoint" in bad.stderr
 
 
+
+
+def test_a_guidance_interval_through_sample_and_eval(run_dir, tmp_path, capsys):
+    assert main(["sample", str(run_dir), "--num", "2", "--guidance-interval", "0.1,0.6", "--out", str(tmp_path / "a.npz")]) == 0
+    assert "guidance w = 1.5 for t/T in [0.1, 0.6]" in capsys.readouterr().err
+    rows = evaluate(run_dir, EvalSettings(num=4, fid=False, domain=True, guidance_interval=(0.1, 0.6)), log=False)
+    assert rows[0]["guidance_interval"] == [0.1, 0.6] and rows[0]["guidance"] == 1.5

@@ -93,3 +93,50 @@ def test_guidance_of_a_learned_variance_model_guides_the_mean_and_keeps_the_cond
     cond, uncond = model(x, t, y), model(x, t, torch.zeros_like(y))
     torch.testing.assert_close(out[:, :1], 3 * cond[:, :1] - 2 * uncond[:, :1])
     torch.testing.assert_close(out[:, 1:], cond[:, 1:])
+
+
+# -- guidance interval (Kynkäänniemi et al. 2024) ------------------------------------------------------------
+class CountingNet(torch.nn.Module):
+    """Wraps a net and counts the images it is asked to denoise (one guided pass costs two per sample)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.images, self.calls = net, 0, []
+        self.config = net.config
+
+    def forward(self, x, t, y=None):
+        self.images += len(x)
+        self.calls.append((len(x), int(t[0])))
+        return self.net(x, t, y)
+
+
+def test_a_guidance_interval_guides_inside_and_runs_one_conditional_pass_outside():
+    net = conditional_net()
+    x, y = torch.randn(3, 1, 8, 8), torch.tensor([1, 4, 7])
+    cond_of = lambda t: net(x, t, y)  # noqa: E731
+    mix = lambda t, w: (1 + w) * net(x, t, y) - w * net(x, t, torch.full_like(y, 10))  # noqa: E731
+    counting = CountingNet(net)
+    guide = ClassifierFreeGuidance(counting, 2.0, null_label=10, interval=(0.2, 0.6), num_timesteps=100)
+    inside, outside, mixed = torch.tensor([20, 40, 60]), torch.tensor([0, 19, 61]), torch.tensor([10, 30, 99])
+    torch.testing.assert_close(guide(x, inside, y), mix(inside, 2.0), rtol=1e-5, atol=1e-5)
+    counting.images = 0
+    assert torch.equal(guide(x, outside, y), cond_of(outside)) and counting.images == 3  # one pass, no unconditional one
+    expected = torch.stack([cond_of(mixed)[0], mix(mixed, 2.0)[1], cond_of(mixed)[2]])  # per sample
+    torch.testing.assert_close(guide(x, mixed, y), expected, rtol=1e-5, atol=1e-5)
+    full = ClassifierFreeGuidance(net, 2.0, null_label=10, interval=(0.0, 1.0), num_timesteps=100)
+    assert torch.equal(full(x, outside, y), ClassifierFreeGuidance(net, 2.0, null_label=10)(x, outside, y))
+    for bad in ((0.6, 0.2), (0.3, 0.3), (-0.1, 0.5), (0.5, 1.5)):
+        with pytest.raises(DdpmError, match="guidance interval must be lo,hi with 0 ≤ lo < hi ≤ 1"):
+            ClassifierFreeGuidance(net, 2.0, 10, interval=bad, num_timesteps=100)
+
+
+def test_sampling_with_a_guidance_interval_spends_fewer_passes_and_the_full_interval_changes_nothing():
+    schedule = NoiseSchedule.from_name("linear", 50)
+    kwargs = dict(num=4, shape=(1, 8, 8), sampler="ddpm", steps=10, labels=torch.arange(4), seed=3, guidance=2.0)
+    plain = generate(conditional_net(), schedule, **kwargs)
+    assert torch.equal(generate(conditional_net(), schedule, guidance_interval=(0.0, 1.0), **kwargs), plain)
+    counting = CountingNet(conditional_net())
+    within = generate(counting, schedule, guidance_interval=(0.0, 0.5), **kwargs)
+    # the steps at t ≤ 0.5·T = 25 are guided (a batch of 2 × 4), the others one conditional pass (4)
+    assert all(size == (8 if t <= 25 else 4) for size, t in counting.calls), counting.calls
+    assert {size for size, _ in counting.calls} == {4, 8} and not torch.equal(within, plain)

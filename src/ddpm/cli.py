@@ -55,6 +55,9 @@ def _sampling_flags(p: argparse.ArgumentParser, steps_type, steps_help: str) -> 
     g.add_argument("--eta", type=flag_of(SampleConfig, "eta"), help="DDIM stochasticity in [0, 1] (ddim only; default: the run's sample.eta)")
     g.add_argument("--guidance", type=flag_of(SampleConfig, "guidance"), help="classifier-free guidance weight w ≥ 0 for a conditional model: "
                    "(1 + w)·ε(x, label) − w·ε(x, no label); 0 is plain conditional sampling (default: the run's sample.guidance)")
+    g.add_argument("--guidance-interval", type=_interval, metavar="LO,HI",
+                   help="apply the guidance only while t/T is in [LO, HI], e.g. 0.1,0.6 (Kynkäänniemi et al. 2024); "
+                        "default: the run's sample.guidance_from,guidance_to (0,1: at every step)")
     g.add_argument("--no-clip", dest="clip_x0", action="store_const", const=False,
                    help="do not clamp the predicted x0 to [-1, 1] at each step (default: the run's sample.clip_x0)")
 
@@ -97,6 +100,17 @@ def _sample_parser(sub) -> None:
     p.add_argument("--label", type=flag(int, NON_NEGATIVE), default=None, help="class label for a conditional model (default: cycle through the classes)")
     p.add_argument("--out", type=Path, required=True, help="FILE.npz, FILE.png or DIR/")
     _sampling_flags(p, _steps, "sampling steps (network evaluations), or 'all' (= T)")
+
+
+def _interval(text: str) -> tuple[float, float]:
+    """A --guidance-interval value: LO,HI, fractions of T with 0 ≤ LO < HI ≤ 1."""
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"must be LO,HI (two fractions of T), got {text!r}")
+    lo, hi = (flag_of(SampleConfig, name)(part) for name, part in zip(("guidance_from", "guidance_to"), parts))
+    if lo >= hi:
+        raise argparse.ArgumentTypeError(f"must have LO < HI, got {text}")
+    return lo, hi
 
 
 def _steps(text: str) -> int | str:
@@ -262,7 +276,8 @@ def _resume_target(resume, out: Path | None) -> tuple[Path, Path | None]:
 
 def _sample_flags(args: argparse.Namespace) -> dict:
     """The sampling flags the user gave (None: not given; the run's [sample] setting stays)."""
-    return {"sampler": args.sampler, "eta": args.eta, "guidance": args.guidance, "clip_x0": args.clip_x0}
+    return {"sampler": args.sampler, "eta": args.eta, "guidance": args.guidance, "clip_x0": args.clip_x0,
+            "guidance_interval": args.guidance_interval}
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -300,7 +315,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
             if world.is_main:
                 write_samples(images, None if labels is None else labels[start:stop], args.out, columns=columns, first_index=start)
     distributed.barrier()
-    guided = f", guidance w = {settings.guidance:g}" if settings.guidance else ""
+    interval = (settings.guidance_from, settings.guidance_to)
+    guided = (f", guidance w = {settings.guidance:g}" + (f" for t/T in [{interval[0]:g}, {interval[1]:g}]" if interval != (0, 1) else "")
+              if settings.guidance else "")
     eta = f", eta {settings.eta:g}" if settings.sampler == "ddim" else ""
     if world.is_main:
         print(f"wrote {args.num} samples ({settings.sampler}, {settings.steps} steps{eta}{guided}, checkpoint step {step}) "

@@ -105,10 +105,15 @@ class SampleConfig:
     eta: float = bounded(0.0, UNIT)
     clip_x0: bool = True  # clamp the predicted x₀ to the data range [−1, 1] at every step
     guidance: float = bounded(0.0, NON_NEGATIVE)  # classifier-free guidance weight w (conditional models): (1 + w)·ε(c) − w·ε(∅)
+    # guidance only while t/T lies in [guidance_from, guidance_to] (Kynkäänniemi et al. 2024, "guidance interval");
+    # elsewhere the plain conditional prediction, one network pass instead of two
+    guidance_from: float = bounded(0.0, UNIT)
+    guidance_to: float = bounded(1.0, UNIT)
 
     def generate_options(self) -> dict[str, Any]:
         """The keyword arguments of ``generate`` these settings stand for (eta only where the sampler takes it)."""
-        options = {"sampler": self.sampler, "steps": self.steps, "clip_x0": self.clip_x0, "guidance": self.guidance}
+        options = {"sampler": self.sampler, "steps": self.steps, "clip_x0": self.clip_x0, "guidance": self.guidance,
+                   "guidance_interval": (self.guidance_from, self.guidance_to)}
         return {**options, "eta": self.eta} if self.sampler == "ddim" else options
 
 
@@ -187,7 +192,8 @@ class RunConfig:
         return RunConfig.from_dict(raw, "override")
 
     def sample_settings(self, *, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
-                        clip_x0: bool | None = None, guidance: float | None = None, num: int | None = None) -> SampleConfig:
+                        clip_x0: bool | None = None, guidance: float | None = None, num: int | None = None,
+                        guidance_interval: tuple[float, float] | None = None) -> SampleConfig:
         """The one rule for how a command samples: the run's [sample] section, replaced by each setting that was
         actually given (None: not given). Another sampler than the run's resets eta to 0 unless eta is given.
         The result is checked like a config (eta only for ddim, steps in 1..T, guidance only when conditional)."""
@@ -196,6 +202,8 @@ class RunConfig:
                                        num=num).items() if v is not None}
         if sampler is not None and sampler != s.sampler and eta is None:
             given["eta"] = 0.0
+        if guidance_interval is not None:
+            given["guidance_from"], given["guidance_to"] = guidance_interval
         raw = self.to_dict()
         raw["sample"].update(given)
         return RunConfig.from_dict(raw, "sample settings").sample
@@ -225,6 +233,8 @@ class RunConfig:
         need(t.timestep_sampler == "uniform" or d.loss != "simple", "train.timestep_sampler",
              "uniform with diffusion.loss = \"simple\" (importance sampling targets the VLB terms; use hybrid or vlb)")
         need(s.steps <= d.num_timesteps, "sample.steps", f"in 1..{d.num_timesteps} (diffusion.num_timesteps)")
+        need(s.guidance_from < s.guidance_to, "sample.guidance_from",
+             f"below sample.guidance_to ({s.guidance_from:g} and {s.guidance_to:g} leave no interval to guide in)")
         need(s.eta == 0 or s.sampler == "ddim", "sample.eta", f"0 for the {s.sampler} sampler (eta is DDIM's stochasticity)")
         need(self.data.channels in (None, 1, 3), "data.channels", "1 or 3")
         m.validate()

@@ -34,6 +34,7 @@ class EvalSettings:
     steps: list[int | None] | None = None
     eta: float | None = None
     guidance: float | None = None
+    guidance_interval: tuple[float, float] | None = None
     clip_x0: bool | None = None
     seed: int = 0
     batch_size: int = 256
@@ -96,7 +97,8 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     T = config.diffusion.num_timesteps
     # every sweep entry resolved (and refused) before any sampling or reference statistics are computed
     sweep = [config.sample_settings(sampler=settings.sampler, steps=T if steps is None else steps, eta=settings.eta,
-                                    guidance=settings.guidance, clip_x0=settings.clip_x0)
+                                    guidance=settings.guidance, guidance_interval=settings.guidance_interval,
+                                    clip_x0=settings.clip_x0)
              for steps in (settings.steps or [config.sample.steps])]
     data = config.data
     reference = settings.reference or f"{data.dataset}:test"
@@ -148,6 +150,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
         started = time.time()
         row: dict[str, Any] = {"kind": "eval", "checkpoint_step": step, "sampler": sample.sampler, "steps": sample.steps,
                                "eta": sample.eta if sample.sampler == "ddim" else None, "guidance": sample.guidance,
+                               "guidance_interval": [sample.guidance_from, sample.guidance_to],
                                "clip_x0": sample.clip_x0, "num": settings.num, "seed": settings.seed, "ema": settings.use_ema,
                                "reference": reference_said}
         if settings.fid or settings.domain:

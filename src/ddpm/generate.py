@@ -33,6 +33,7 @@ def generate(
     clip_x0: bool = True,
     labels: torch.Tensor | None = None,
     guidance: float = 0.0,
+    guidance_interval: tuple[float, float] = (0.0, 1.0),
     seed: int = 0,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
@@ -44,7 +45,7 @@ def generate(
     seeded from (``seed``, ``first_index`` + i) (``ddpm.rng.SampleNoise``), so a seed gives the same images
     whatever ``batch_size``, device or split of the work (``first_index`` lets a shard continue the count).
     ``x_T`` [num, C, H, W], when given, replaces the streams' first draw. ``labels`` [num] condition a class-conditional model; ``guidance`` > 0 is the classifier-free guidance
-    weight w. ``eta`` is DDIM's and refused for another sampler, like every option a sampler does not take
+    weight w, applied while t/T is in ``guidance_interval``. ``eta`` is DDIM's and refused for another sampler, like every option a sampler does not take
     (``SampleConfig.generate_options`` gives these arguments from a run's settings). ``prediction`` and ``variance``
     describe the model's output (``DiffusionConfig.model_options``); only ancestral DDPM uses a learned variance."""
     if eta is not None and sampler != "ddim":
@@ -55,7 +56,8 @@ def generate(
             raise DdpmError("classifier-free guidance needs a class-conditional model; this one is unconditional")
         if labels is None:
             raise DdpmError("classifier-free guidance needs class labels to guide towards")
-        model = ClassifierFreeGuidance(model, guidance, null_label=num_classes)
+        model = ClassifierFreeGuidance(model, guidance, null_label=num_classes, interval=guidance_interval,
+                                       num_timesteps=schedule.num_timesteps)
     if x_T is not None and tuple(x_T.shape) != (num, *shape):
         raise DdpmError(f"x_T has shape {tuple(x_T.shape)}; expected {(num, *shape)}")
     options = {"steps": steps, "prediction": prediction, "clip_x0": clip_x0}
