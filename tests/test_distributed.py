@@ -111,6 +111,10 @@ def test_eval_and_fid_on_two_processes_score_what_one_process_does(one_process, 
     fids = [float(ddpm("fid", "--feature", "domain", str(tmp_path / "s.npz"), "mnist-idx:test", "--data-dir", str(data_dir),
                        nproc=nproc, env={**ENV, "DDPM_CACHE": str(tmp_path / f"cache{nproc}")}).stdout.split()[-1]) for nproc in (1, 2)]
     assert fids[1] == pytest.approx(fids[0], rel=1e-6)
+    for seed in ("1", "2"):  # two image folders of 5 (shares of 3 and 2): read and extracted by each rank in part
+        ddpm("sample", str(one_process), "-n", "5", "--seed", seed, "--out", str(tmp_path / f"folder{seed}"))
+    fids = [float(ddpm("fid", str(tmp_path / "folder1"), str(tmp_path / "folder2"), nproc=nproc).stdout.split()[-1]) for nproc in (1, 2)]
+    assert fids[1] == pytest.approx(fids[0], rel=1e-5)
 
 
 def test_sigterm_to_one_rank_stops_every_rank_with_one_checkpoint(data_dir, tmp_path):
