@@ -136,6 +136,16 @@ def test_sigterm_to_one_rank_stops_every_rank_with_one_checkpoint(data_dir, tmp_
     assert step >= 4
 
 
+def test_a_non_finite_loss_on_one_rank_skips_the_step_on_every_rank(tmp_path):
+    tests = Path(__file__).parent
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(tests / "distributed_nan_worker.py"), str(tmp_path / "run")], capture_output=True, text=True,
+                         env={**ENV, "PYTHONPATH": str(tests)}, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = sorted(re.findall(r"rank \d: steps \d+ skipped \d+ same weights \w+", out.stdout))  # the ranks' prints may interleave
+    assert lines == ["rank 0: steps 6 skipped 2 same weights True", "rank 1: steps 6 skipped 2 same weights True"]
+
+
 def test_a_global_batch_that_does_not_divide_is_refused(data_dir, tmp_path):
     out = ddpm("train", *TINY, "--data-dir", str(data_dir), "--steps", "2", "--batch-size", "9", "--out", str(tmp_path / "r"),
                nproc=2, check=False)
