@@ -117,6 +117,19 @@ def test_eval_and_fid_on_two_processes_score_what_one_process_does(one_process, 
     assert fids[1] == pytest.approx(fids[0], rel=1e-5)
 
 
+def children_running(marker: str) -> list[int]:
+    """Processes whose command line (NUL-separated in /proc/PID/cmdline) holds ``marker`` (no pgrep needed)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:  # gone meanwhile
+                pass
+    return found
+
+
 def test_sigterm_to_one_rank_stops_every_rank_with_one_checkpoint(data_dir, tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ddpm.cli",
@@ -126,8 +139,7 @@ def test_sigterm_to_one_rank_stops_every_rank_with_one_checkpoint(data_dir, tmp_
     deadline = time.time() + 240
     while not (log.is_file() and log.read_text().count("\n") >= 2) and time.time() < deadline:
         time.sleep(0.2)
-    workers = subprocess.run(["pgrep", "-f", f"ddpm.cli train .*--out {run}"], capture_output=True, text=True).stdout.split()
-    workers = [int(p) for p in workers if int(p) != proc.pid]
+    workers = [pid for pid in children_running(f"--out\0{run}\0") if pid != proc.pid]
     assert len(workers) == 2, workers
     os.kill(max(workers), signal.SIGTERM)  # one rank only
     _, err = proc.communicate(timeout=120)
