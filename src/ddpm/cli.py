@@ -281,7 +281,7 @@ def _sample_flags(args: argparse.Namespace) -> dict:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .generate import check_fits_in_memory, generate, labels_for, write_samples, writes_one_file
+    from .generate import check_fits_in_memory, generate_across_ranks, labels_for, write_samples, writes_one_file
     from .io import check_writable
     from .models import build_schedule, load_model, pick_device
     from .progress import progress_bar
@@ -304,14 +304,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     with progress_bar(args.num, unit="img", desc="sampling", disable=not world.is_main) as bar:
         for start in range(0, args.num, chunk):
             stop = min(start + chunk, args.num)
-            # under torchrun each rank draws its share of the indices (sample i's noise depends only on the seed
-            # and i) and rank 0 writes what all gathered: the same images as one process
-            first, last = (start + i for i in distributed.shard(stop - start, world))
-            images = generate(model, build_schedule(config), num=last - first, shape=shape, **settings.generate_options(),
-                              **config.diffusion.model_options(), labels=None if labels is None else labels[first:last],
-                              seed=args.seed, batch_size=args.batch_size, device=device, first_index=first,
-                              progress=lambda n: bar.update(n * world.size))
-            images = distributed.gather_rows(images.to(device), stop - start).cpu()
+            # under torchrun the ranks share the samples and rank 0 writes them: the same images as one process
+            images = generate_across_ranks(model, build_schedule(config), num=stop - start, shape=shape,
+                                           **settings.generate_options(), **config.diffusion.model_options(),
+                                           labels=None if labels is None else labels[start:stop], seed=args.seed,
+                                           batch_size=args.batch_size, device=device, first_index=start, progress=bar.update)
             if world.is_main:
                 write_samples(images, None if labels is None else labels[start:stop], args.out, columns=columns, first_index=start)
     distributed.barrier()

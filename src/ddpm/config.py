@@ -17,7 +17,8 @@ from .parameterization import PREDICTIONS
 from .sampling import SAMPLERS
 from .schedules import SCHEDULE_NAMES
 from .timestep_sampler import TIMESTEP_SAMPLERS
-from .validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, SEED, UNIT, UNIT_HALF_OPEN, Bounds, bounded, check_fields
+from .validation import (IMAGE_SIZE, NON_NEGATIVE, POSITIVE, POSITIVE_INT, SEED, UNIT, UNIT_HALF_OPEN, Bounds, bounded,
+                         check_fields)
 from .variance import VARIANCE_TYPES, is_learned
 
 # The choices of each setting come from the module that implements them (argparse reuses the same tuples).
@@ -34,7 +35,7 @@ PRESETS_DIR = Path(__file__).parent / "configs"
 class DataConfig:
     dataset: Literal[DATASETS] = "mnist"
     data_dir: Optional[str] = None
-    image_size: Optional[int] = bounded(None, Bounds(4, 4096))  # None: the dataset's own size
+    image_size: Optional[int] = bounded(None, IMAGE_SIZE)  # None: the dataset's own size
     channels: Optional[int] = bounded(None, Bounds(1, 3))  # 1 or 3 (checked in RunConfig.check); None: the dataset's own channels
     limit: Optional[int] = bounded(None, POSITIVE_INT)  # train on a random subset of this many images
     conditional: bool = False  # condition the model on class labels

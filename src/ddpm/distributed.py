@@ -112,6 +112,15 @@ def map_shards(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> to
     return gather_rows(out, len(x))
 
 
+def counting_all_ranks(progress: Callable[[int], None] | None) -> Callable[[int], None] | None:
+    """A progress callback for this rank's share of some work that reports the whole: each rank does about as much,
+    so n items here stand for n·size (rank 0's bar, the only one drawn, then ends at the total)."""
+    size = world().size
+    if progress is None or size == 1:
+        return progress
+    return lambda n: progress(n * size)
+
+
 def agree_max(value: int, device: torch.device | str = "cpu") -> int:
     """The largest ``value`` over all ranks (one decision for all: stop, skip a step)."""
     if not world().distributed:

@@ -18,7 +18,7 @@ import torch
 
 from . import distributed
 from .errors import DdpmError
-from .generate import generate
+from .generate import generate_across_ranks
 from .io import check_writable
 from .models import build_schedule, load_model
 from .checkpoint import resolve_checkpoint
@@ -155,15 +155,10 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
                                "reference": reference_said}
         if settings.fid or settings.domain:
             with progress(settings.num, f"sampling {sample.sampler}, {sample.steps} steps") as update:
-                # under torchrun each rank draws its share of the sample indices (sample i's noise depends only on
-                # the seed and i): every rank then holds the images one process would
-                first, last = distributed.shard(settings.num)
-                counted = None if update is None else (lambda n: update(n * distributed.world().size))
-                images = generate(model, schedule, num=last - first, shape=shape, **sample.generate_options(),
-                                  **config.diffusion.model_options(), labels=None if labels is None else labels[first:last],
-                                  seed=settings.seed, batch_size=settings.batch_size, device=device, first_index=first,
-                                  progress=counted)
-                images = distributed.gather_rows(images.to(device), settings.num).cpu()
+                # under torchrun the ranks share the samples; every rank then holds the images one process would
+                images = generate_across_ranks(model, schedule, num=settings.num, shape=shape, **sample.generate_options(),
+                                               **config.diffusion.model_options(), labels=labels, seed=settings.seed,
+                                               batch_size=settings.batch_size, device=device, progress=update)
             row["sampling_s"] = time.time() - started
             if inception:
                 stats = FeatureStats.from_features(features(inception, images, "Inception features"), inception.feature, "samples")

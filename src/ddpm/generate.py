@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from . import rng
+from . import distributed, rng
 from .data import to_uint8
 from .errors import DdpmError
 from .guidance import ClassifierFreeGuidance
@@ -76,6 +76,19 @@ def generate(
         if progress is not None:
             progress(len(x))
     return torch.cat(out) if out else torch.empty((0, *shape), dtype=torch.uint8)  # num = 0: a rank's empty share
+
+
+def generate_across_ranks(model: torch.nn.Module, schedule: NoiseSchedule, *, num: int,
+                          labels: torch.Tensor | None = None, first_index: int = 0, device: torch.device | str = "cpu",
+                          progress: Callable[[int], None] | None = None, **options) -> torch.Tensor:
+    """``generate`` of samples ``first_index`` … ``first_index`` + num − 1 (``labels`` [num] theirs), shared among
+    torchrun's ranks: each draws its ``distributed.shard`` of the indices and every rank gets all num images, on the
+    CPU, in order. Sample i's noise depends only on the seed and i, so they are the images one process makes."""
+    start, stop = distributed.shard(num)
+    images = generate(model, schedule, num=stop - start, labels=None if labels is None else labels[start:stop],
+                      first_index=first_index + start, device=device, progress=distributed.counting_all_ranks(progress),
+                      **options)
+    return distributed.gather_rows(images.to(device), num).cpu()
 
 
 def labels_for(num_classes: int | None, num: int, label: int | None = None) -> torch.Tensor | None:

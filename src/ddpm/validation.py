@@ -65,6 +65,7 @@ POSITIVE = Bounds(lo=0, lo_open=True)
 UNIT = Bounds(0, 1)
 UNIT_HALF_OPEN = Bounds(0, 1, hi_open=True)
 SEED = Bounds(0, INT64_MAX)
+IMAGE_SIZE = Bounds(4, 4096)  # pixels a side: the U-Net needs 4 (two 2× levels); 4096 is past any dataset here
 
 
 def bounded(default: Any, bounds: Bounds, **kwargs: Any) -> Any:

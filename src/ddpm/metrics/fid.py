@@ -12,6 +12,7 @@ An image set is named by a string:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sys
 from collections import defaultdict
@@ -45,8 +46,8 @@ def npz_images(path: Path, arrays: dict[str, np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(arr[..., None] if arr.ndim == 3 else arr).permute(0, 3, 1, 2).contiguous()
 
 
-def folder_images(root: Path) -> list[Path]:
-    """The images in ``root``, grouped by size (the order their features are computed in), each checked readable."""
+def folder_images(root: Path) -> list[tuple[Path, tuple[int, int]]]:
+    """(path, size) of the images in ``root``, grouped by size (the order their features are computed in)."""
     from ..data.folder import list_images
 
     by_size: dict[tuple[int, int], list[Path]] = defaultdict(list)
@@ -59,34 +60,23 @@ def folder_images(root: Path) -> list[Path]:
     if len(by_size) > 1:
         print(f"note: images in {root} have {len(by_size)} different sizes; each is resized to 299×299 for Inception",
               file=sys.stderr)
-    return [path for paths in by_size.values() for path in paths]
+    return [(path, size) for size, paths in by_size.items() for path in paths]
 
 
-def folder_batches(paths: list[Path], batch_size: int = 256) -> Iterator[torch.Tensor]:
-    """uint8 [B, 3, H, W] batches of the images at ``paths`` (grouped by size by ``folder_images``: a batch never
-    mixes sizes; no resizing here)."""
-    start = 0
-    while start < len(paths):
-        first = _size_of(paths[start])
-        arrays = []
-        while start < len(paths) and len(arrays) < batch_size:
-            try:
-                with Image.open(paths[start]) as im:
-                    if im.size != first:
-                        break
-                    arrays.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-            except (UnidentifiedImageError, OSError, SyntaxError) as e:
-                raise DdpmError(f"cannot read image {paths[start]}: {e}") from None
-            start += 1
-        yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-
-
-def _size_of(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as e:
-        raise DdpmError(f"cannot read image {path}: {e}") from None
+def folder_batches(images: list[tuple[Path, tuple[int, int]]], batch_size: int = 256) -> Iterator[torch.Tensor]:
+    """uint8 [B, 3, H, W] batches of ``folder_images``' images (or a slice of them), a batch never mixing sizes
+    (no resizing here)."""
+    for _, group in itertools.groupby(images, key=lambda item: item[1]):
+        paths = [path for path, _ in group]
+        for start in range(0, len(paths), batch_size):
+            arrays = []
+            for path in paths[start:start + batch_size]:
+                try:
+                    with Image.open(path) as im:
+                        arrays.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
+                except (UnidentifiedImageError, OSError, SyntaxError) as e:
+                    raise DdpmError(f"cannot read image {path}: {e}") from None
+            yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
 def dataset_stats(spec: str, extractor, *, data_dir: str | None = None, image_size: int | None = None,
@@ -122,8 +112,7 @@ def dataset_stats(spec: str, extractor, *, data_dir: str | None = None, image_si
 def extract(extractor, images: torch.Tensor, progress: Callable[[int], None] | None = None) -> np.ndarray:
     """``extractor(images)`` [N, D]: under torchrun each rank extracts its share of the rows and all are gathered
     in order (the features of one process, a world-size-th of the time); ``progress`` counts all ranks' images."""
-    size = distributed.world().size
-    counted = None if progress is None else (lambda n: progress(n * size))
+    counted = distributed.counting_all_ranks(progress)
     return distributed.map_shards(lambda x: torch.from_numpy(np.asarray(extractor(x, progress=counted))), images).numpy()
 
 
@@ -133,13 +122,12 @@ def image_set_stats(spec: str, extractor, *, data_dir: str | None = None,
     path = Path(spec)
     if path.is_dir():
         # under torchrun each rank reads and extracts its share of the images; the features are gathered in order
-        paths = folder_images(path)
-        start, stop = distributed.shard(len(paths))
-        size = distributed.world().size
-        counted = None if progress is None else (lambda n: progress(n * size))
-        mine = [extractor(batch, progress=counted) for batch in folder_batches(paths[start:stop])]
+        images = folder_images(path)
+        start, stop = distributed.shard(len(images))
+        counted = distributed.counting_all_ranks(progress)
+        mine = [extractor(batch, progress=counted) for batch in folder_batches(images[start:stop])]
         feats = np.concatenate(mine) if mine else np.zeros((0, extractor.dim))
-        feats = distributed.gather_rows(torch.from_numpy(feats), len(paths)).numpy()
+        feats = distributed.gather_rows(torch.from_numpy(feats), len(images)).numpy()
         return FeatureStats.from_features(feats, extractor.feature, source=str(path))
     if path.suffix == ".npz":
         arrays = read_npz(path)

@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import DdpmError
-from ..validation import POSITIVE_INT, UNIT_HALF_OPEN, Bounds, bounded, check_fields
+from ..validation import IMAGE_SIZE, POSITIVE_INT, UNIT_HALF_OPEN, bounded, check_fields
 from .layers import AttentionBlock, ResBlock, group_norm, timestep_embedding, zero_init
 
 TimeConditioning = Literal["adagn", "add"]
@@ -28,7 +28,7 @@ class UNetConfig:
 
     ARCHITECTURE: ClassVar[str] = "unet"
 
-    image_size: int | None = bounded(None, Bounds(4, 4096))
+    image_size: int | None = bounded(None, IMAGE_SIZE)
     in_channels: int = bounded(1, POSITIVE_INT)
     base_channels: int = bounded(64, POSITIVE_INT)
     channel_mults: tuple[int, ...] = bounded((1, 2, 2), POSITIVE_INT)
