@@ -9,9 +9,10 @@ from pathlib import Path
 
 
 from . import __version__, distributed
-from .config import FAST_CUDA, SAMPLER_NAMES, DataConfig, DiffusionConfig, RunConfig, SampleConfig, TrainConfig
+from .config import CLASSIFIER_TRAINING, FAST_CUDA, SAMPLER_NAMES, DataConfig, DiffusionConfig, RunConfig, SampleConfig, TrainConfig
 from .data import DATASETS
 from .errors import DdpmError, TrainingDiverged
+from .nets import is_classifier
 from .metrics.domain import DOMAIN_OF
 from .schedules import FIXED_VARIANCES
 from .io import check_writable
@@ -58,17 +59,18 @@ def _sampling_flags(p: argparse.ArgumentParser, steps_type, steps_help: str) -> 
     g.add_argument("--guidance-interval", type=_interval, metavar="LO,HI",
                    help="apply the guidance only while t/T is in [LO, HI], e.g. 0.1,0.6 (Kynkäänniemi et al. 2024); "
                         "default: the run's sample.guidance_from,guidance_to (0,1: at every step)")
+    g.add_argument("--classifier", type=Path, metavar="CLF", help="guide by this noise-aware classifier (ddpm train-classifier) "
+                   "towards the labels: ancestral DDPM moves its mean by sΣ∇log p(y|x_t), DDIM and DPM-Solver++ their noise "
+                   "estimate by −s√(1−ᾱ)∇log p(y|x_t) (Dhariwal & Nichol 2021); the model may be unconditional")
+    g.add_argument("--classifier-scale", type=flag(float, NON_NEGATIVE), default=None, metavar="S",
+                   help="the classifier scale s ≥ 0 (needs --classifier; default 1 with it)")
     g.add_argument("--no-clip", dest="clip_x0", action="store_const", const=False,
                    help="do not clamp the predicted x0 to [-1, 1] at each step (default: the run's sample.clip_x0)")
 
 
-def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a diffusion model", formatter_class=FMT, parents=[_shared("device")],
-                       description="Train a denoiser. Settings come from the defaults, then --config, then the flags, then --set. "
-                                   "A folder dataset holds out data.test_fraction of its images (or its test/ subfolder) as "
-                                   "the test split, never trained on.")
-    p.add_argument("--config", type=Path, help="a TOML config (see configs/); its keys are those of --set")
-    p.add_argument("--data", choices=DATASETS, help="dataset (default: the config's, mnist)")
+def _training_flags(p: argparse.ArgumentParser, what: str) -> None:
+    """The flags of a training command (``train``, ``train-classifier``): where, how long, on what, resume, force."""
+    p.add_argument("--data", choices=DATASETS, help=f"dataset (default: {what})")
     p.add_argument("--data-dir", help="directory of the dataset files (IDX files, cifar-10-batches-py, image folder)")
     p.add_argument("--out", type=Path, help="run directory for checkpoints, logs and pictures (required unless --resume names the run)")
     p.add_argument("--steps", type=flag_of(TrainConfig, "steps"), help="number of optimiser steps (train.steps)")
@@ -83,9 +85,29 @@ def _train_parser(sub) -> None:
                         "config (only --steps and --max-minutes may change); without a value, the run in --out")
     p.add_argument("--force", action="store_true", help="replace a run already in --out: its files are set aside (RUN/.replaced-*/) "
                    "when the new run starts training and deleted once the new run's first checkpoint is complete")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a diffusion model", formatter_class=FMT, parents=[_shared("device")],
+                       description="Train a denoiser. Settings come from the defaults, then --config, then the flags, then --set. "
+                                   "A folder dataset holds out data.test_fraction of its images (or its test/ subfolder) as "
+                                   "the test split, never trained on.")
+    p.add_argument("--config", type=Path, help="a TOML config (see configs/); its keys are those of --set")
+    _training_flags(p, "the config's, mnist")
     p.add_argument("--fast", action="store_true", help="CUDA: train the fastest honest way, "
                    + ", ".join(f"{k}={json.dumps(v)}" for k, v in FAST_CUDA.items()) + " (bench/gpu.py measures each)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("train-classifier", help="train a noise-aware classifier for classifier guidance", formatter_class=FMT,
+                       parents=[_shared("device")],
+                       description="Train the classifier p(y | x_t, t) of classifier guidance (Dhariwal & Nichol 2021) on x_t at "
+                                   "random t of RUN's noise schedule, with RUN's data, image size and channels (another labelled "
+                                   "dataset with --data). Settings: " + ", ".join(f"train.{k}={v}" for k, v in CLASSIFIER_TRAINING.items())
+                                   + ", then the flags, then --set (model.* are the U-Net encoder's keys). At the end its accuracy on "
+                                   "noisy test images per band of timesteps is printed and logged (the plot: ddpm report OUT).")
+    p.add_argument("run", nargs="?", help="the diffusion run (directory or checkpoint) to guide; not needed with --resume")
+    _training_flags(p, "RUN's")
+    p.add_argument("--eval-images", type=POSITIVE_FLAG, default=1000, help="test images for the accuracy per timestep band")
 
 
 def _sample_parser(sub) -> None:
@@ -97,7 +119,8 @@ def _sample_parser(sub) -> None:
     p.add_argument("checkpoint", help="a run directory or a .safetensors checkpoint")
     p.add_argument("-n", "--num", type=POSITIVE_FLAG, default=64,
                    help="number of samples (under torchrun write -n: torchrun's parser takes --num for its --numa-binding)")
-    p.add_argument("--label", type=flag(int, NON_NEGATIVE), default=None, help="class label for a conditional model (default: cycle through the classes)")
+    p.add_argument("--label", type=flag(int, NON_NEGATIVE), default=None,
+                   help="class label for a conditional or classifier-guided model (default: cycle through the classes)")
     p.add_argument("--out", type=Path, required=True, help="FILE.npz, FILE.png or DIR/")
     _sampling_flags(p, _steps, "sampling steps (network evaluations), or 'all' (= T)")
 
@@ -219,41 +242,72 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .models import pick_device
+def _start_training(args: argparse.Namespace, device, new_config, extra: list[str] = (), classifier: bool = False):
+    """The Trainer of a training command: resuming (``--resume``, only --steps and --max-minutes may change) or a new
+    run from ``new_config()``, then the flags, then ``extra`` and --set. ``classifier``: the run resumed must be a
+    noise-aware classifier (``train-classifier``)."""
     from .train import Trainer
     from .train.run_dir import resume_point
 
-    device = pick_device(args.device)
     if args.resume:
-        if args.config or args.data or args.data_dir or args.set or args.limit or args.batch_size or args.seed is not None \
-                or args.force or args.fast:
+        if getattr(args, "config", None) or getattr(args, "run", None) or args.data or args.data_dir or args.set or args.limit \
+                or args.batch_size or args.seed is not None or args.force or getattr(args, "fast", False):
             raise DdpmError("--resume continues a run with its saved config; only --steps and --max-minutes may change")
         out, checkpoint = _resume_target(args.resume, args.out)
         _, saved = resume_point(out, checkpoint)
+        if classifier and not is_classifier(saved.model):
+            raise DdpmError(f"{out} is a diffusion run, not a classifier; resume it with ddpm train --resume")
         changes = {"train.steps": args.steps, "train.max_minutes": args.max_minutes}
         config = saved.with_overrides([f"{k}={json.dumps(v)}" for k, v in changes.items() if v is not None])
-        trainer = Trainer(config, out, device, resume=checkpoint or True, quiet=args.quiet)
-    else:
-        if args.out is None:
-            raise DdpmError("--out is required (the run directory to create)")
-        config = RunConfig.from_toml(args.config) if args.config else RunConfig()
-        flags = {"data.dataset": args.data, "data.data_dir": args.data_dir, "train.steps": args.steps,
-                 "train.max_minutes": args.max_minutes, "train.batch_size": args.batch_size, "data.limit": args.limit,
-                 "train.seed": args.seed}
-        if args.fast and device.type != "cuda":
-            raise DdpmError(f"--fast sets the CUDA path (bf16, TF32, channels-last, torch.compile); on {device} keep the defaults")
-        fast = [f"{k}={json.dumps(v)}" for k, v in FAST_CUDA.items()] if args.fast else []
-        overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + fast + args.set
-        trainer = Trainer(config.with_overrides(overrides), args.out, device, force=args.force, quiet=args.quiet)
+        return Trainer(config, out, device, resume=checkpoint or True, quiet=args.quiet)
+    if args.out is None:
+        raise DdpmError("--out is required (the run directory to create)")
+    flags = {"data.dataset": args.data, "data.data_dir": args.data_dir, "train.steps": args.steps,
+             "train.max_minutes": args.max_minutes, "train.batch_size": args.batch_size, "data.limit": args.limit,
+             "train.seed": args.seed}
+    overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(extra) + args.set
+    return Trainer(new_config().with_overrides(overrides), args.out, device, force=args.force, quiet=args.quiet)
+
+
+def _train_and_report(args: argparse.Namespace, trainer) -> dict:
+    """Say what is trained, train, print the summary (rank 0)."""
     verb = f"resuming at step {trainer.step}" if args.resume else "training"
     if trainer.world.is_main:
         print(f"{verb} {trainer.config.model.ARCHITECTURE} ({sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M parameters) "
-              f"on {trainer.data.name} ({len(trainer.data)} images) on {device}"
+              f"on {trainer.data.name} ({len(trainer.data)} images) on {trainer.device}"
               + (f" × {trainer.world.size} processes" if trainer.world.distributed else "") + f" → {trainer.out}", file=sys.stderr)
     summary = trainer.run()
     if trainer.world.is_main:
         print(json.dumps(summary))
+    return summary
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .models import pick_device
+
+    device = pick_device(args.device)
+    if args.fast and device.type != "cuda":
+        raise DdpmError(f"--fast sets the CUDA path (bf16, TF32, channels-last, torch.compile); on {device} keep the defaults")
+    fast = [f"{k}={json.dumps(v)}" for k, v in FAST_CUDA.items()] if args.fast else []
+    trainer = _start_training(args, device, lambda: RunConfig.from_toml(args.config) if args.config else RunConfig(), fast)
+    _train_and_report(args, trainer)
+    return 0
+
+
+def cmd_train_classifier(args: argparse.Namespace) -> int:
+    from .checkpoint import load_config
+    from .config import classifier_config
+    from .evaluate import evaluate_classifier, format_accuracy
+    from .models import pick_device
+
+    device = pick_device(args.device)
+    if not args.resume and args.run is None:
+        raise DdpmError("name the diffusion run to train a classifier for (ddpm train-classifier RUN --out CLF)")
+    trainer = _start_training(args, device, lambda: classifier_config(load_config(args.run)), classifier=True)
+    _train_and_report(args, trainer)
+    if trainer.world.is_main:
+        record = evaluate_classifier(trainer.out, images=args.eval_images, device=device)
+        print(format_accuracy(record), file=sys.stderr)
     return 0
 
 
@@ -280,17 +334,28 @@ def _sample_flags(args: argparse.Namespace) -> dict:
             "guidance_interval": args.guidance_interval}
 
 
+def _classifier_flags(args: argparse.Namespace) -> tuple[Path | None, float]:
+    """(--classifier, its scale: default 1 with a classifier); a scale without a classifier is refused."""
+    if args.classifier is None:
+        if args.classifier_scale is not None:
+            raise DdpmError("--classifier-scale needs --classifier CLF (the noise-aware classifier to guide by)")
+        return None, 0.0
+    return args.classifier, 1.0 if args.classifier_scale is None else args.classifier_scale
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from .generate import check_fits_in_memory, generate_across_ranks, labels_for, write_samples, writes_one_file
     from .io import check_writable
-    from .models import build_schedule, load_model, pick_device
+    from .models import build_schedule, load_classifier, load_model, pick_device
     from .progress import progress_bar
 
     device = pick_device(args.device)
     model, config, step = load_model(args.checkpoint, use_ema=not args.no_ema, device=device)
     T = config.diffusion.num_timesteps
     settings = config.sample_settings(**_sample_flags(args), steps=T if args.steps == "all" else args.steps)
-    num_classes = config.model.num_classes
+    clf_path, scale = _classifier_flags(args)
+    classifier = load_classifier(clf_path, config, device=device) if clf_path else None
+    num_classes = config.model.num_classes or (classifier.config.num_classes if classifier else None)
     labels = labels_for(num_classes, args.num, args.label)
     shape = (config.data.channels, config.data.image_size, config.data.image_size)
     check_writable(args.out)  # before the sampling, which a write failure would throw away
@@ -308,13 +373,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
             images = generate_across_ranks(model, build_schedule(config), num=stop - start, shape=shape,
                                            **settings.generate_options(), **config.diffusion.model_options(),
                                            labels=None if labels is None else labels[start:stop], seed=args.seed,
+                                           classifier=classifier, classifier_scale=scale,
                                            batch_size=args.batch_size, device=device, first_index=start, progress=bar.update)
             if world.is_main:
                 write_samples(images, None if labels is None else labels[start:stop], args.out, columns=columns, first_index=start)
     distributed.barrier()
     interval = (settings.guidance_from, settings.guidance_to)
     guided = (f", guidance w = {settings.guidance:g}" + (f" for t/T in [{interval[0]:g}, {interval[1]:g}]" if interval != (0, 1) else "")
-              if settings.guidance else "")
+              if settings.guidance else "") + (f", classifier scale {scale:g}" if classifier else "")
     eta = f", eta {settings.eta:g}" if settings.sampler == "ddim" else ""
     if world.is_main:
         print(f"wrote {args.num} samples ({settings.sampler}, {settings.steps} steps{eta}{guided}, checkpoint step {step}) "
@@ -370,7 +436,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not (fid or domain or nll):
         config = load_config(args.run)
         fid, domain = True, config.data.dataset in DOMAIN_OF
+    classifier, scale = _classifier_flags(args)
     settings = EvalSettings(num=args.num, steps=_parse_steps(args.steps), **_sample_flags(args), seed=args.seed,
+                            classifier=classifier, classifier_scale=scale,
                             batch_size=args.batch_size, use_ema=not args.no_ema, fid=fid, domain=domain, nll=nll,
                             nll_images=args.nll_images, nll_variance=args.nll_variance, nll_timesteps=args.nll_timesteps,
                             reference=args.reference)
@@ -478,8 +546,8 @@ def cmd_viz(args: argparse.Namespace) -> int:
 
 # What torchrun can spread over processes (each rank its share of the steps' batch, of the sample indices or of
 # the images whose features are extracted; rank 0 writes and prints).
-DISTRIBUTED_COMMANDS = ("train", "sample", "eval", "fid", "fid-stats")
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "demo": cmd_demo, "eval": cmd_eval, "fid": cmd_fid,
+DISTRIBUTED_COMMANDS = ("train", "train-classifier", "sample", "eval", "fid", "fid-stats")
+COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "demo": cmd_demo, "eval": cmd_eval, "fid": cmd_fid,
             "fid-stats": cmd_fid_stats, "report": cmd_report, "viz": cmd_viz}
 
 

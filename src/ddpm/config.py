@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional
 
 from .data import DATASETS
 from .errors import DdpmError
-from .nets import ARCHITECTURES, NetConfig, UNetConfig
+from .nets import ARCHITECTURES, ClassifierConfig, NetConfig, UNetConfig, is_classifier
 from .objectives import LOSSES
 from .parameterization import PREDICTIONS
 from .sampling import SAMPLERS
@@ -239,6 +239,8 @@ class RunConfig:
         need(s.eta == 0 or s.sampler == "ddim", "sample.eta", f"0 for the {s.sampler} sampler (eta is DDIM's stochasticity)")
         need(self.data.channels in (None, 1, 3), "data.channels", "1 or 3")
         m.validate()
+        need(m.ARCHITECTURE != "classifier" or self.data.conditional, "data.conditional",
+             "true for a classifier (it learns the dataset's labels)")
         need(s.guidance == 0 or self.data.conditional or m.num_classes, "sample.guidance",
              "0 for an unconditional model (set data.conditional = true to train one that can be guided)")
 
@@ -272,6 +274,24 @@ def resume_config(saved: RunConfig, requested: RunConfig | None) -> RunConfig:
         result = replace(result, **{section: replace(getattr(result, section), **{name: value})})
     result.check("resumed config")
     return result
+
+
+# How ``ddpm train-classifier`` trains a noise-aware classifier unless told otherwise: a few CPU-minutes on MNIST
+# (AdamW with weight decay, as ADM's classifiers); it draws no progress grids.
+CLASSIFIER_TRAINING = {"steps": 3000, "batch_size": 64, "lr": 1e-3, "weight_decay": 0.05, "warmup_steps": 100,
+                       "checkpoint_every": 500, "sample_every": 0}
+
+
+def classifier_config(run: RunConfig) -> RunConfig:
+    """The config of a noise-aware classifier for the diffusion run ``run``: its data (with the labels), image size,
+    channels and noise schedule (name and T: the classifier must know the x_t that run's sampler visits); a
+    ``ClassifierConfig`` and ``CLASSIFIER_TRAINING``; everything else the defaults."""
+    if is_classifier(run.model):
+        raise DdpmError("that run is a classifier already; train a classifier for a diffusion run")
+    d = run.diffusion
+    return RunConfig(data=replace(run.data, conditional=True), model=ClassifierConfig(),
+                     diffusion=DiffusionConfig(schedule=d.schedule, num_timesteps=d.num_timesteps),
+                     train=TrainConfig(**CLASSIFIER_TRAINING, seed=run.train.seed))
 
 
 def _model_keys(raw_model: dict[str, Any]) -> list[str]:

@@ -20,7 +20,7 @@ from . import distributed
 from .errors import DdpmError
 from .generate import generate_across_ranks
 from .io import check_writable
-from .models import build_schedule, load_model
+from .models import build_schedule, load_classifier, load_model
 from .checkpoint import resolve_checkpoint
 
 
@@ -36,6 +36,8 @@ class EvalSettings:
     guidance: float | None = None
     guidance_interval: tuple[float, float] | None = None
     clip_x0: bool | None = None
+    classifier: str | Path | None = None  # a noise-aware classifier guiding the sampling (``ClassifierGuidance``)
+    classifier_scale: float = 0.0
     seed: int = 0
     batch_size: int = 256
     use_ema: bool = True
@@ -50,9 +52,11 @@ class EvalSettings:
 
 # The one definition of an evaluation table (``ddpm eval`` prints it, the report draws it as HTML):
 # (row key, heading, format).
-EVAL_COLUMNS = [("sampler", "sampler", "{}"), ("steps", "steps", "{}"), ("guidance", "w", "{:g}"), ("num", "samples", "{}"),
+EVAL_COLUMNS = [("sampler", "sampler", "{}"), ("steps", "steps", "{}"), ("guidance", "w", "{:g}"),
+                ("classifier_scale", "clf s", "{:g}"), ("num", "samples", "{}"),
                 ("fid", "FID", "{:.2f}"), ("domain_fid", "domain FID", "{:.3f}"), ("domain_is", "domain IS", "{:.2f}"),
-                ("domain_confident", "confident", "{:.1%}"), ("nll_bpd", "NLL bits/dim", "{:.3f}"),
+                ("domain_confident", "confident", "{:.1%}"),
+                ("domain_asked", "asked class", "{:.1%}"), ("nll_bpd", "NLL bits/dim", "{:.3f}"),
                 ("checkpoint_step", "ckpt step", "{}"), ("wall_s", "wall s", "{:.0f}")]
 
 
@@ -93,6 +97,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
         raise DdpmError(f"--num must be at least 2 for FID (a covariance), got {settings.num}")
     checkpoint = resolve_checkpoint(path)
     model, config, step = load_model(checkpoint, use_ema=settings.use_ema, device=device)
+    classifier = load_classifier(settings.classifier, config, device=device) if settings.classifier else None
     schedule = build_schedule(config)
     T = config.diffusion.num_timesteps
     # every sweep entry resolved (and refused) before any sampling or reference statistics are computed
@@ -103,7 +108,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     data = config.data
     reference = settings.reference or f"{data.dataset}:test"
     shape = (data.channels, data.image_size, data.image_size)
-    num_classes = config.model.num_classes
+    num_classes = config.model.num_classes or (classifier.config.num_classes if classifier else None)
     labels = torch.arange(settings.num) % num_classes if num_classes else None
     log_to = run_dir_of(checkpoint) if log and distributed.world().is_main else None
     if log_to is not None:
@@ -151,13 +156,16 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
         row: dict[str, Any] = {"kind": "eval", "checkpoint_step": step, "sampler": sample.sampler, "steps": sample.steps,
                                "eta": sample.eta if sample.sampler == "ddim" else None, "guidance": sample.guidance,
                                "guidance_interval": [sample.guidance_from, sample.guidance_to],
-                               "clip_x0": sample.clip_x0, "num": settings.num, "seed": settings.seed, "ema": settings.use_ema,
+                               "clip_x0": sample.clip_x0, "num": settings.num,
+                               **({"classifier": str(settings.classifier), "classifier_scale": settings.classifier_scale}
+                                  if classifier else {}), "seed": settings.seed, "ema": settings.use_ema,
                                "reference": reference_said}
         if settings.fid or settings.domain:
             with progress(settings.num, f"sampling {sample.sampler}, {sample.steps} steps") as update:
                 # under torchrun the ranks share the samples; every rank then holds the images one process would
                 images = generate_across_ranks(model, schedule, num=settings.num, shape=shape, **sample.generate_options(),
                                                **config.diffusion.model_options(), labels=labels, seed=settings.seed,
+                                               classifier=classifier, classifier_scale=settings.classifier_scale,
                                                batch_size=settings.batch_size, device=device, progress=update)
             row["sampling_s"] = time.time() - started
             if inception:
@@ -178,6 +186,9 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
                 row.update(domain_confident=scores.confident, domain_threshold=scores.threshold,
                            domain_is=scores.inception_score, domain_is_std=scores.inception_score_std,
                            class_histogram=scores.class_histogram)
+                if labels is not None:  # how many samples read as the class they were asked for, ± binomial s.e.
+                    asked = (logits.argmax(1) == labels).double().mean().item()
+                    row.update(domain_asked=asked, domain_asked_se=(asked * (1 - asked) / len(labels)) ** 0.5)
         row.update(nll_row)
         row["wall_s"] = time.time() - started  # sampling and scoring of this row (the NLL's time is nll_s)
         rows.append(row)
@@ -224,3 +235,35 @@ def _nll(model, schedule, config, settings: EvalSettings, device, progress) -> d
             # None (JSON null, not NaN) at steps no image drew in a stratified estimate
             **({"nll_variance_fraction": [None if v != v else v for v in torch.cat(fractions).nanmean(0).tolist()]}
                if fractions else {})}
+
+
+def evaluate_classifier(path: str | Path, *, images: int = 1000, bands: int = 10, seed: int = 0,
+                        device: torch.device | str = "cpu", log: bool = True) -> dict[str, Any]:
+    """A noise-aware classifier's accuracy on the first ``images`` test images of its data, per band of timesteps
+    (``metrics.noisy_accuracy``), from its EMA weights; appended to its metrics.jsonl (``"kind": "classifier_eval"``)."""
+    from .data import load_dataset
+    from .metrics.noisy_accuracy import noisy_accuracy
+
+    checkpoint = resolve_checkpoint(path)
+    classifier, config, step = load_model(checkpoint, device=device, kind="classifier")
+    log_to = run_dir_of(checkpoint) if log else None
+    if log_to is not None:
+        check_writable(log_to / "metrics.jsonl")
+    d = config.data
+    test = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels,
+                        limit=images, seed=seed, test_fraction=d.test_fraction)
+    record = {**noisy_accuracy(classifier, build_schedule(config), test, bands=min(bands, config.diffusion.num_timesteps),
+                               seed=seed, device=device), "checkpoint_step": step, "reference": f"{d.dataset}:test"}
+    if log_to is not None:
+        with (log_to / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+    return record
+
+
+def format_accuracy(record: dict[str, Any]) -> str:
+    """A classifier_eval record as text: one line per band, accuracy ± its standard error."""
+    lines = [f"classifier accuracy on {record['images']} noisy {record['reference']} images per band of t "
+             f"(checkpoint step {record['checkpoint_step']}, seed {record['seed']}):"]
+    lines += [f"  t {lo:4d}..{hi:4d}: {acc:6.1%} ± {se:.1%}"
+              for (lo, hi), acc, se in zip(record["bands"], record["accuracy_per_band"], record["accuracy_se"])]
+    return "\n".join(lines + [f"  mean over the bands: {record['accuracy']:.1%}"])

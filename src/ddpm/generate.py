@@ -12,7 +12,7 @@ import torch
 from . import distributed, rng
 from .data import to_uint8
 from .errors import DdpmError
-from .guidance import ClassifierFreeGuidance
+from .guidance import ClassifierFreeGuidance, ClassifierGuidance
 from .io import atomic_write
 from .sampling import sample
 from .schedules import NoiseSchedule
@@ -34,6 +34,8 @@ def generate(
     labels: torch.Tensor | None = None,
     guidance: float = 0.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
+    classifier: torch.nn.Module | None = None,
+    classifier_scale: float = 0.0,
     seed: int = 0,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
@@ -45,7 +47,9 @@ def generate(
     seeded from (``seed``, ``first_index`` + i) (``ddpm.rng.SampleNoise``), so a seed gives the same images
     whatever ``batch_size``, device or split of the work (``first_index`` lets a shard continue the count).
     ``x_T`` [num, C, H, W], when given, replaces the streams' first draw. ``labels`` [num] condition a class-conditional model; ``guidance`` > 0 is the classifier-free guidance
-    weight w, applied while t/T is in ``guidance_interval``. ``eta`` is DDIM's and refused for another sampler, like every option a sampler does not take
+    weight w, applied while t/T is in ``guidance_interval``. ``classifier`` (a noise-aware classifier, ``models.load_classifier``)
+    with ``classifier_scale`` s > 0 guides towards ``labels`` (``guidance.ClassifierGuidance``; s = 0: unguided, the
+    classifier is not called), on its own or on top of classifier-free guidance. ``eta`` is DDIM's and refused for another sampler, like every option a sampler does not take
     (``SampleConfig.generate_options`` gives these arguments from a run's settings). ``prediction`` and ``variance``
     describe the model's output (``DiffusionConfig.model_options``); only ancestral DDPM uses a learned variance."""
     if eta is not None and sampler != "ddim":
@@ -58,6 +62,11 @@ def generate(
             raise DdpmError("classifier-free guidance needs class labels to guide towards")
         model = ClassifierFreeGuidance(model, guidance, null_label=num_classes, interval=guidance_interval,
                                        num_timesteps=schedule.num_timesteps)
+    if classifier is not None and classifier_scale:
+        if labels is None:
+            raise DdpmError("classifier guidance needs class labels to guide towards")
+        conditional = bool(getattr(getattr(model, "config", None), "num_classes", None)) or guidance > 0
+        model = ClassifierGuidance(model, classifier, classifier_scale, schedule, prediction, pass_labels=conditional)
     if x_T is not None and tuple(x_T.shape) != (num, *shape):
         raise DdpmError(f"x_T has shape {tuple(x_T.shape)}; expected {(num, *shape)}")
     options = {"steps": steps, "prediction": prediction, "clip_x0": clip_x0}

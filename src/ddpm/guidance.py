@@ -1,4 +1,7 @@
-"""Classifier-free guidance (Ho & Salimans 2022): one network trained both with and without the label.
+"""Guidance as model wrappers, so that every sampler gets it: classifier-free guidance (``ClassifierFreeGuidance``)
+and classifier guidance by a noise-aware classifier (``ClassifierGuidance``, below).
+
+Classifier-free guidance (Ho & Salimans 2022): one network trained both with and without the label.
 
 Training replaces each label by the reserved "no label" index with probability p_uncond (``drop_labels``).
 Sampling mixes the two predictions with guidance weight w (their eq. 6):
@@ -18,6 +21,7 @@ from torch import nn
 
 from . import rng
 from .errors import DdpmError
+from .parameterization import target_for, to_x0_eps, x0_from_eps
 
 
 def drop_labels(y: torch.Tensor, p_uncond: float, null_label: int, generator: torch.Generator | None = None,
@@ -76,3 +80,60 @@ class ClassifierFreeGuidance(nn.Module):
             mean, variance = cond.chunk(2, dim=1)
             return torch.cat([(1 + w) * mean - w * uncond.chunk(2, dim=1)[0], variance], 1)
         return (1 + w) * cond - w * uncond
+
+
+class ClassifierGuidance(nn.Module):
+    """Classifier guidance (Dhariwal & Nichol 2021, §4) of any denoiser by a noise-aware classifier p_φ(y | x_t, t)
+    (``nets.NoisyClassifier``): forward(x [B, …], t [B], y [B]) → the model's output with its noise estimate shifted
+
+        ε̂' = ε̂ − √(1−ᾱ_t) · s ∇_x log p_φ(y | x_t)          (their Algorithm 2, for DDIM and DPM-Solver++)
+
+    and returned in the model's own ``prediction`` (ε, x₀, v or μ̃: each is affine in ε̂ at a fixed x_t), so every
+    sampler gets it. Ancestral DDPM uses Algorithm 1 instead, the mean shift μ' = μ + s Σ ∇_x log p_φ(y | x_t): it calls
+    ``output_and_gradient`` (the unshifted output and s∇) through ``sampling.common.Denoiser.with_mean_shift``, since
+    Σ is the sampler's. A learned variance keeps the model's own; only the mean part moves.
+
+    ``schedule`` is the model's own (not respaced): t, an original timestep, indexes it.
+    ``model`` may be conditional (y is passed to it too, and it may itself be classifier-free guided) or not
+    (``pass_labels=False``: y goes to the classifier only). s = 0 leaves an ε output unchanged bit for bit.
+    """
+
+    def __init__(self, model: nn.Module, classifier: nn.Module, scale: float, schedule, prediction: str = "eps",
+                 pass_labels: bool = False):
+        super().__init__()
+        if not scale >= 0 or scale == float("inf"):
+            raise DdpmError(f"the classifier scale must be a finite number ≥ 0, got {scale}")
+        self.model, self.classifier, self.scale = model, classifier.eval().requires_grad_(False), float(scale)
+        self.schedule, self.prediction, self.pass_labels = schedule, prediction, pass_labels
+
+    def gradient(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """s ∇_x log p_φ(y | x_t, t) [B, …] by autograd through the classifier (in float32)."""
+        with torch.enable_grad():
+            x_in = x.detach().float().requires_grad_(True)
+            log_p = torch.log_softmax(self.classifier(x_in, t).float(), dim=-1)
+            picked = log_p.gather(1, y.long().view(-1, 1)).sum()
+            (grad,) = torch.autograd.grad(picked, x_in)
+        return (self.scale * grad).to(x.dtype)
+
+    def output_and_gradient(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the model's own output at (x_t, t), s ∇_x log p_φ(y | x_t)); no gradient (None) without labels."""
+        out = self.model(x, t, y if self.pass_labels else None)
+        return out, (None if y is None else self.gradient(x, t, y))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        out, grad = self.output_and_gradient(x, t, y)
+        if grad is None:
+            return out
+        mean, variance = (out, None) if out.shape[1] == x.shape[1] else out.chunk(2, dim=1)
+        schedule = self.schedule.to(x.device)
+        alpha_bar = schedule.gather("alphas_cumprod", t, x)  # t: original timesteps, rows of the model's schedule
+        posterior = (schedule.gather("posterior_mean_coef1", t, x), schedule.gather("posterior_mean_coef2", t, x)) \
+            if self.prediction == "mu" else None
+        if self.prediction == "eps":
+            shifted = mean - (1 - alpha_bar) ** 0.5 * grad
+        else:  # through ε: the one home of each conversion
+            _, eps = to_x0_eps(mean, x, alpha_bar, self.prediction, posterior=posterior)
+            eps = eps - (1 - alpha_bar) ** 0.5 * grad
+            shifted = target_for(self.prediction, x0_from_eps(x, eps, alpha_bar), eps, alpha_bar, x, posterior)
+        return shifted if variance is None else torch.cat([shifted, variance], 1)

@@ -10,7 +10,7 @@ from .checkpoint import load_weights
 from .config import RunConfig
 from .distributed import launched_by_torchrun
 from .errors import DdpmError
-from .nets import build_network
+from .nets import build_network, is_classifier
 from .schedules import NoiseSchedule
 from .variance import output_channels
 
@@ -34,12 +34,32 @@ def load_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: 
         raise DdpmError(f"{source}: weights do not fit the model its config describes ({str(e).splitlines()[0]})") from None
 
 
-def load_model(checkpoint: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu"):
-    """(model in eval mode on ``device``, config, step) from a checkpoint file or run directory."""
+def load_model(checkpoint: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu", kind: str = "denoiser"):
+    """(model in eval mode on ``device``, config, step) from a checkpoint file or run directory of ``kind``: a
+    diffusion model ("denoiser") or a noise-aware classifier ("classifier"); the other kind is refused."""
     config, weights, ema, step = load_weights(checkpoint)
+    if is_classifier(config.model) != (kind == "classifier"):
+        raise DdpmError(f"{checkpoint} is a noise-aware classifier, not a diffusion model (it guides one: --classifier)"
+                        if kind == "denoiser" else f"{checkpoint} is a diffusion model, not a classifier "
+                        "(train one for it with ddpm train-classifier)")
     model = build_model(config)
     load_into(model, ema if use_ema and ema else weights, checkpoint)
     return model.to(device).eval(), config, step
+
+
+def load_classifier(checkpoint: str | Path, config: RunConfig, *, device: str | torch.device = "cpu"):
+    """The noise-aware classifier at ``checkpoint`` (EMA weights, eval mode, on ``device``) to guide the diffusion model
+    of ``config``, or one sentence saying why it cannot: it must know the same images (size, channels), the same
+    noise schedule (name and T: its t must mean the same x_t) and, for a class-conditional model, as many classes."""
+    classifier, clf, _ = load_model(checkpoint, device=device, kind="classifier")
+    mismatches = [f"{what} {theirs} (the model's: {ours})" for what, theirs, ours in (
+        ("image size", clf.data.image_size, config.data.image_size), ("channels", clf.data.channels, config.data.channels),
+        ("schedule", clf.diffusion.schedule, config.diffusion.schedule),
+        ("T", clf.diffusion.num_timesteps, config.diffusion.num_timesteps),
+        ("classes", clf.model.num_classes, config.model.num_classes or clf.model.num_classes)) if theirs != ours]
+    if mismatches:
+        raise DdpmError(f"classifier {checkpoint} was trained for other images or another diffusion: {', '.join(mismatches)}")
+    return classifier
 
 
 def pick_device(name: str = "auto") -> torch.device:

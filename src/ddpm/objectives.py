@@ -97,6 +97,21 @@ def training_loss(
     return out
 
 
+def classifier_loss(classifier: Callable[..., torch.Tensor], schedule: NoiseSchedule, x0: torch.Tensor,
+                    y: torch.Tensor, *, t: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The noise-aware classifier's objective (Dhariwal & Nichol 2021, §4): the cross-entropy −log p_φ(y | x_t, t) of
+    the labels y [B] given x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε, the same forward process (DDPM eq. 4) the diffusion model
+    is trained on, so that the classifier is right where guidance asks it: on every x_t the sampler visits.
+
+    Returns per-example tensors [B]: ``loss`` (the cross-entropy in nats), ``correct`` (1.0 where the most likely
+    class is y) and ``t`` (original timestep indices)."""
+    schedule = schedule.to(x0.device)
+    x_t = schedule.q_sample(x0, t, noise)
+    logits = classifier(x_t, schedule.timesteps[t]).float()
+    loss = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    return {"loss": loss, "correct": (logits.argmax(1) == y).float(), "t": schedule.timesteps[t]}
+
+
 def min_snr_weight(schedule: NoiseSchedule, t: torch.Tensor, prediction: Prediction, gamma: float) -> torch.Tensor:
     """Min-SNR-γ weight [B] for the model's own target at step indices t [B] (float64)."""
     if gamma <= 0:

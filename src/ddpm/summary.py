@@ -21,8 +21,8 @@ def write_summary(run_dir: Path, config: RunConfig, summary: dict[str, Any]) -> 
         "",
         f"- data: {config.data.dataset}, {config.data.image_size}×{config.data.image_size}, {config.data.channels} channel(s)",
         f"- model: {m.ARCHITECTURE}, {summary['parameters'] / 1e6:.2f}M parameters"
-        + (f", widths {m.base_channels}×{list(m.channel_mults)}" if m.ARCHITECTURE == "unet" else f", {m.depth}×{m.hidden} wide")
-        + (f", {m.patch_size}×{m.patch_size} patches" if m.ARCHITECTURE == "unet" and m.patch_size > 1 else "")
+        + (f", widths {m.base_channels}×{list(m.channel_mults)}" if m.ARCHITECTURE != "mlp" else f", {m.depth}×{m.hidden} wide")
+        + (f", {m.patch_size}×{m.patch_size} patches" if m.ARCHITECTURE != "mlp" and m.patch_size > 1 else "")
         + (f", conditioned on {m.num_classes} classes (labels dropped {t.label_dropout:.0%} of the time)" if m.num_classes else ""),
         f"- diffusion: {config.diffusion.schedule} schedule, T = {config.diffusion.num_timesteps}, predicts {config.diffusion.prediction}",
         f"- training: {summary['steps']} steps of batch {t.batch_size} ({summary['steps'] * t.batch_size} images) in "

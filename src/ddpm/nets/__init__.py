@@ -11,11 +11,19 @@ from typing import Any, Union
 from torch import nn
 
 from ..errors import DdpmError
+from .classifier import ClassifierConfig, NoisyClassifier
 from .mlp import MLP, MLPConfig
 from .unet import UNet, UNetConfig
 
-NetConfig = Union[UNetConfig, MLPConfig]
-ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {"unet": (UNet, UNetConfig), "mlp": (MLP, MLPConfig)}
+NetConfig = Union[UNetConfig, MLPConfig, ClassifierConfig]
+# every network a run may train: the denoisers, and the noise-aware classifier of classifier guidance
+ARCHITECTURES: dict[str, tuple[type[nn.Module], type]] = {"unet": (UNet, UNetConfig), "mlp": (MLP, MLPConfig),
+                                                          "classifier": (NoisyClassifier, ClassifierConfig)}
+
+
+def is_classifier(config: NetConfig) -> bool:
+    """Whether a [model] config is a noise-aware classifier rather than a denoiser."""
+    return config.ARCHITECTURE == "classifier"
 
 
 def build_network(config: NetConfig, out_channels: int | None = None) -> nn.Module:
@@ -36,4 +44,4 @@ def build_denoiser(architecture: str, **options: Any) -> nn.Module:
     return build_network(cfg_cls(**options))
 
 
-__all__ = ["ARCHITECTURES", "MLP", "MLPConfig", "NetConfig", "UNet", "UNetConfig", "build_denoiser", "build_network"]
+__all__ = ["ARCHITECTURES", "ClassifierConfig", "MLP", "MLPConfig", "NetConfig", "NoisyClassifier", "is_classifier", "UNet", "UNetConfig", "build_denoiser", "build_network"]

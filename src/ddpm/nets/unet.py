@@ -80,7 +80,63 @@ class UNetConfig:
             raise bad(f"attention_resolutions {unreachable} are never reached; the feature maps are {self.resolutions()}")
 
 
-class UNet(nn.Module):
+class Encoder(nn.Module):
+    """The U-Net's first half, shared by the U-Net and the noise-aware classifier (``nets.classifier``): the time
+    embedding, the input convolution, the down levels (residual blocks, attention, strided convolutions) and the
+    middle block. ``encode(x [B, C, H, W], emb [B, E] or None)`` → (the middle's output, the skips of every level)."""
+
+    def build_time_embedding(self, c: UNetConfig, emb_dim: int | None) -> None:
+        """Make ``time_embed``: the MLP on the sinusoidal embedding (None without the time input)."""
+        ch = c.base_channels
+        self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) if c.use_time else None
+
+    def build_encoder(self, c: UNetConfig, emb_dim: int | None) -> list[int]:
+        """Make ``input``, ``down`` and ``middle`` (the module names, hence the checkpoint keys, are the U-Net's)
+        and return the channels of the skips, in order, and the middle's channels last."""
+        ch = c.base_channels
+        self.input = nn.Conv2d(c.in_channels * c.patch_size**2, ch, 3, padding=1)
+        self.down = nn.ModuleList()
+        skips, cur = [ch], ch
+        resolutions = c.resolutions()
+        for level, mult in enumerate(c.channel_mults):
+            for _ in range(c.num_res_blocks):
+                blocks = [self.res_block(cur, ch * mult, emb_dim)]
+                cur = ch * mult
+                if resolutions[level] in c.attention_resolutions:
+                    blocks.append(self.attention_block(cur))
+                self.down.append(nn.ModuleList(blocks))
+                skips.append(cur)
+            if level < len(c.channel_mults) - 1:
+                self.down.append(nn.ModuleList([nn.Conv2d(cur, cur, 3, stride=2, padding=1)]))
+                skips.append(cur)
+        self.middle = nn.ModuleList([self.res_block(cur, cur, emb_dim), self.attention_block(cur), self.res_block(cur, cur, emb_dim)])
+        return skips + [cur]
+
+    def res_block(self, cin: int, cout: int, emb_dim: int | None) -> ResBlock:
+        c = self.config
+        return ResBlock(cin, cout, emb_dim, c.dropout, c.time_conditioning == "adagn", c.rescale_skip, c.norm_groups)
+
+    def attention_block(self, channels: int) -> AttentionBlock:
+        return AttentionBlock(channels, self.config.head_channels, self.config.rescale_skip, self.config.norm_groups)
+
+    def time_embedding(self, t: torch.Tensor) -> torch.Tensor | None:
+        """The time embedding [B, E] of timesteps t [B], or None without the time input."""
+        return None if self.time_embed is None else self.time_embed(timestep_embedding(t, self.config.base_channels))
+
+    def encode(self, x: torch.Tensor, emb: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        p = self.config.patch_size
+        h = self.input(F.pixel_unshuffle(x, p) if p > 1 else x)
+        hs = [h]
+        for blocks in self.down:
+            for block in blocks:
+                h = block(h, emb) if isinstance(block, ResBlock) else block(h)
+            hs.append(h)
+        for block in self.middle:
+            h = block(h, emb) if isinstance(block, ResBlock) else block(h)
+        return h, hs
+
+
+class UNet(Encoder):
     """ADM-style U-Net: residual blocks with time (and label) embedding, attention at chosen resolutions,
     optionally working on p×p pixel patches folded into channels (``patch_size``).
 
@@ -97,48 +153,25 @@ class UNet(nn.Module):
         self.config = c = config
         ch = c.base_channels
         emb_dim = 4 * ch if (c.use_time or c.num_classes) else None
-        self.time_embed = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) if c.use_time else None
+        self.build_time_embedding(c, emb_dim)
         self.label_embed = nn.Embedding(c.num_classes + 1, emb_dim) if c.num_classes else None
-
-        def res(cin: int, cout: int) -> ResBlock:
-            return ResBlock(cin, cout, emb_dim, c.dropout, c.time_conditioning == "adagn", c.rescale_skip, c.norm_groups)
-
-        def attn(channels: int) -> AttentionBlock:
-            return AttentionBlock(channels, c.head_channels, c.rescale_skip, c.norm_groups)
-
-        patch_area = c.patch_size**2
-        self.input = nn.Conv2d(c.in_channels * patch_area, ch, 3, padding=1)
-        self.down = nn.ModuleList()
-        skips, cur = [ch], ch
+        *skips, cur = self.build_encoder(c, emb_dim)  # built in this order, the weights' initial draws are as before
         resolutions = c.resolutions()
-        for level, mult in enumerate(c.channel_mults):
-            for _ in range(c.num_res_blocks):
-                blocks = [res(cur, ch * mult)]
-                cur = ch * mult
-                if resolutions[level] in c.attention_resolutions:
-                    blocks.append(attn(cur))
-                self.down.append(nn.ModuleList(blocks))
-                skips.append(cur)
-            if level < len(c.channel_mults) - 1:
-                self.down.append(nn.ModuleList([nn.Conv2d(cur, cur, 3, stride=2, padding=1)]))
-                skips.append(cur)
-        self.middle = nn.ModuleList([res(cur, cur), attn(cur), res(cur, cur)])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(c.channel_mults))):
             for i in range(c.num_res_blocks + 1):
-                blocks = [res(cur + skips.pop(), ch * mult)]
+                blocks = [self.res_block(cur + skips.pop(), ch * mult, emb_dim)]
                 cur = ch * mult
                 if resolutions[level] in c.attention_resolutions:
-                    blocks.append(attn(cur))
+                    blocks.append(self.attention_block(cur))
                 if level > 0 and i == c.num_res_blocks:
                     blocks.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(cur, cur, 3, padding=1)))
                 self.up.append(nn.ModuleList(blocks))
+        patch_area = c.patch_size**2
         self.out = nn.Sequential(group_norm(cur, c.norm_groups), nn.SiLU(), zero_init(nn.Conv2d(cur, (out_channels or c.in_channels) * patch_area, 3, padding=1)))
 
     def embed(self, t: torch.Tensor, y: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
-        emb = None
-        if self.time_embed is not None:
-            emb = self.time_embed(timestep_embedding(t, self.config.base_channels))
+        emb = self.time_embedding(t)
         if self.label_embed is not None:
             if y is None:
                 y = torch.full((batch,), self.config.num_classes, dtype=torch.long, device=device)
@@ -150,18 +183,11 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embed(t, y, x.shape[0], x.device)
-        p = self.config.patch_size
-        h = self.input(F.pixel_unshuffle(x, p) if p > 1 else x)
-        hs = [h]
-        for blocks in self.down:
-            for block in blocks:
-                h = block(h, emb) if isinstance(block, ResBlock) else block(h)
-            hs.append(h)
-        for block in self.middle:
-            h = block(h, emb) if isinstance(block, ResBlock) else block(h)
+        h, hs = self.encode(x, emb)
         for blocks in self.up:
             h = torch.cat([h, hs.pop()], dim=1)
             for block in blocks:
                 h = block(h, emb) if isinstance(block, ResBlock) else block(h)
         out = self.out(h)
+        p = self.config.patch_size
         return F.pixel_shuffle(out, p) if p > 1 else out

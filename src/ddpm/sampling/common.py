@@ -56,7 +56,22 @@ class Denoiser:
     def __call__(self, x_t: torch.Tensor, t_original: int, alpha_bar: float
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         t = torch.full((x_t.shape[0],), t_original, dtype=torch.long, device=x_t.device)
-        mean_part, u = split_output(self.model(x_t, t, **self.cond), x_t)
+        return self._estimates(self.model(x_t, t, **self.cond), x_t, t_original, alpha_bar)
+
+    def with_mean_shift(self, x_t: torch.Tensor, t_original: int, alpha_bar: float
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(x̂₀, ε̂, u, g) for a sampler that guides its mean itself (ancestral DDPM: μ + Σg, Dhariwal & Nichol's
+        Algorithm 1): a model offering ``output_and_gradient`` (``guidance.ClassifierGuidance``) gives its unshifted
+        output and g = s∇_x log p(y | x_t) [B, …]; any other model is called as usual and g is None."""
+        if not hasattr(self.model, "output_and_gradient"):
+            return (*self(x_t, t_original, alpha_bar), None)
+        t = torch.full((x_t.shape[0],), t_original, dtype=torch.long, device=x_t.device)
+        output, shift = self.model.output_and_gradient(x_t, t, **self.cond)
+        return (*self._estimates(output, x_t, t_original, alpha_bar), shift)
+
+    def _estimates(self, output: torch.Tensor, x_t: torch.Tensor, t_original: int, alpha_bar: float
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        mean_part, u = split_output(output, x_t)
         x0, eps = to_x0_eps(mean_part.to(x_t.dtype), x_t, alpha_bar, self.prediction, self.clip_x0,
                             self.posterior.get(t_original))
         return x0, eps, u

@@ -38,6 +38,8 @@ def ddpm(
     σ_t² is β̃_t (``variance="fixed_small"``) or β_t (``"fixed_large"``), DDPM §3.2, or the model's own Σ_θ
     (``"learned"``, ``"learned_range"``, improved DDPM eq. 15: the model outputs twice x_t's channels), computed
     from the β and β̃ of the schedule actually sampled (respaced ones on a respaced run, as improved-diffusion).
+    A classifier-guided model (``guidance.ClassifierGuidance``) moves the mean by Σ s∇_x log p(y | x_t) with this
+    step's Σ (Dhariwal & Nichol 2021, Algorithm 1), the last step's too.
     With ``steps`` < T only ``steps`` timesteps (chosen by ``spacing`` from ``schedules.sampling_start`` down to 0,
     or the explicit ``timesteps``) are visited:
     - ``skip="respace"`` samples the respaced process whose β are recomputed from ᾱ at the kept steps
@@ -63,17 +65,17 @@ def ddpm(
 
     x = x_T
     for n, i in enumerate(reversed(indices)):
-        x0, _, u = denoise(x, t_original[i], alpha_bar[i])
+        x0, _, u, shift = denoise.with_mean_shift(x, t_original[i], alpha_bar[i])
         if callback is not None:
             callback(StepInfo(n, steps, t_original[i], x, x0))
         mean = coef_x0[i] * x0 + coef_xt[i] * x
-        if n == steps - 1:  # no noise at the last step
-            x = mean
-        elif learned:
+        if learned:
             index = torch.full((x.shape[0],), i, dtype=torch.long, device=x.device)
             # in float64 like the fixed σ above, so u = −1 of learned_range gives fixed_small's samples bit for bit
             sigma = torch.exp(0.5 * log_variance(coefs, index, variance, u, like=x.double())).to(x.dtype)
-            x = mean + sigma * randn_like(x, generator)
         else:
-            x = mean + std[i] * randn_like(x, generator)
+            sigma = std[i]
+        if shift is not None:  # classifier guidance: μ + Σ s∇log p(y | x_t) (Dhariwal & Nichol, Algorithm 1)
+            mean = mean + sigma**2 * shift
+        x = mean if n == steps - 1 else mean + sigma * randn_like(x, generator)  # no noise at the last step
     return x

@@ -1,4 +1,4 @@
-"""One optimiser step: label dropout, learning-rate warm-up, autocast, the loss (over micro-batches when
+"""One optimiser step of a denoiser or a noise-aware classifier: label dropout, learning-rate warm-up, autocast, the loss (over micro-batches when
 accumulating), the non-finite check, gradient clipping, the (scaled) optimiser step and the EMA update; the same
 on one process and on N (each rank its slice of the global batch)."""
 from __future__ import annotations
@@ -11,7 +11,8 @@ import torch
 from .. import distributed
 from ..config import RunConfig, TrainConfig
 from ..guidance import drop_labels
-from ..objectives import sample_timesteps_uniform, training_loss
+from ..nets import is_classifier
+from ..objectives import classifier_loss, sample_timesteps_uniform, training_loss
 from ..schedules import NoiseSchedule
 from ..timestep_sampler import TimestepSampler
 
@@ -40,16 +41,18 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 class StepResult:
     """``applied``: the weights changed (and the step counts). Otherwise ``reason`` says why not: "non-finite"
     (a loss or gradient that is not finite) or "fp16 overflow" (the grad scaler skipped the step and lowered
-    its scale). Per example (detached) [B]: ``mse``, the plain squared error (comparable between runs whatever
-    their objective), ``loss``, the objective that was minimised (``objectives.training_loss``), ``t``, the
-    timesteps, and ``vlb``, the VLB terms L_t in bits/dim (None for L_simple)."""
+    its scale). Per example (detached) [B]: ``plain``, the plain loss (a denoiser's squared error, comparable between
+    runs whatever their objective; a classifier's cross-entropy), ``loss``, the objective that was minimised
+    (``objectives.training_loss``), ``t``, the timesteps, ``vlb``, the VLB terms L_t in bits/dim (None for
+    L_simple), and for a classifier ``correct`` (1.0 where its most likely class was the label)."""
 
     applied: bool
     reason: str | None
-    mse: torch.Tensor
+    plain: torch.Tensor
     loss: torch.Tensor
     t: torch.Tensor
     vlb: torch.Tensor | None = None
+    correct: torch.Tensor | None = None
 
 
 def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -68,7 +71,8 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
     world = distributed.world()
     b = len(x)
     size, part = b * world.size, slice(world.rank * b, (world.rank + 1) * b)
-    if y is not None:  # classifier-free guidance: the same net also learns ε(x_t, ∅)
+    classifier = is_classifier(config.model)
+    if y is not None and not classifier:  # classifier-free guidance: the same net also learns ε(x_t, ∅)
         y = drop_labels(y, t.label_dropout, config.model.num_classes, noise_gen, size=size, part=part)
     for group in optimizer.param_groups:
         group["lr"] = lr_at(t, step)
@@ -87,7 +91,7 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
     for i in range(t.accumulate):
         chunk = slice(i * micro, (i + 1) * micro)
         with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = training_loss(model, schedule, x[chunk], prediction=d.prediction, variance=d.variance, loss=d.loss,
+            out = classifier_loss(model, schedule, x[chunk], y[chunk], t=t_steps[chunk], noise=noise[chunk]) if classifier else training_loss(model, schedule, x[chunk], prediction=d.prediction, variance=d.variance, loss=d.loss,
                                 t=t_steps[chunk], noise=noise[chunk], weights=None if weights is None else weights[chunk],
                                 cond={"y": y[chunk]} if y is not None else None, min_snr_gamma=d.min_snr_gamma)
         outs.append(out)
@@ -99,9 +103,12 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
         last = i == t.accumulate - 1
         with contextlib.nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
             scaler.scale(loss).backward()
+    for o in outs:  # the plain loss: a denoiser's squared error whatever its weighting, a classifier's objective itself
+        o["plain"] = o.get("mse", o["loss"])
     gathered = {k: distributed.gather_rows(torch.cat([o[k].detach() for o in outs]), size) if finite else
-                torch.cat([o[k].detach() for o in outs]) for k in ("mse", "loss", "t") + (("vlb",) if "vlb" in outs[0] else ())}
-    result = StepResult(False, "non-finite", gathered["mse"], gathered["loss"], gathered["t"], gathered.get("vlb"))
+                torch.cat([o[k].detach() for o in outs]) for k in ("plain", "loss", "t", "vlb", "correct") if k in outs[0]}
+    result = StepResult(False, "non-finite", gathered["plain"], gathered["loss"], gathered["t"], gathered.get("vlb"),
+                        gathered.get("correct"))
     if not finite:
         optimizer.zero_grad(set_to_none=True)
         return result

@@ -24,6 +24,7 @@ from ..data import ImageData, load_dataset
 from ..errors import DdpmError, TrainingDiverged
 from ..generate import generate, labels_for
 from ..models import build_model, build_schedule, load_into
+from ..nets import is_classifier
 from ..progress import progress_bar
 from ..viz import save_grid
 from . import run_dir
@@ -70,44 +71,48 @@ def data_on_device(data: ImageData, device: torch.device, share: float = 0.25) -
 
 
 class LogWindow:
-    """Loss statistics since the last log record: ``loss``, the plain squared error of the model's target (the
-    same quantity whatever the weighting or objective, so runs compare), the same per tenth of the timestep
-    range, images/s; when the objective is weighted (Min-SNR), ``weighted_loss``, the objective itself; with a
-    VLB objective ``vlb_loss`` (the mean L_t in bits/dim, T times it estimates the bound's sum) and the same per
-    tenth of the timestep range, ``vlb_per_bucket``."""
+    """Loss statistics since the last log record: ``loss``, the plain loss (a denoiser's squared error of its target,
+    the same quantity whatever the weighting or objective, so runs compare; a classifier's cross-entropy in nats), the
+    same per tenth of the timestep range, images/s; when the objective is weighted (Min-SNR), ``weighted_loss``, the
+    objective itself; with a VLB objective ``vlb_loss`` (the mean L_t in bits/dim, T times it estimates the bound's
+    sum) and the same per tenth of the timestep range, ``vlb_per_bucket``; for a classifier ``accuracy`` on its
+    training batches and the same per tenth, ``accuracy_per_bucket``."""
 
     def __init__(self):
         self.started = time.time()
         self.steps, self.images, self.loss_sum, self.weighted_sum = 0, 0, 0.0, None
         self.bucket_sum = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
         self.bucket_n = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
-        self.vlb_sum: torch.Tensor | None = None
+        self.per_bucket: dict[str, torch.Tensor] = {}  # vlb, correct: sums per bucket, when the step reports them
 
-    def add(self, mse: torch.Tensor, t: torch.Tensor, num_timesteps: int, weighted: torch.Tensor | None = None,
-            vlb: torch.Tensor | None = None) -> None:
-        """mse [B] and t [B] of one step; ``weighted`` [B], the weighted objective, when it differs from mse;
-        ``vlb`` [B], the VLB terms L_t, when the objective computes them."""
-        mse = mse.double().cpu()
+    def add(self, plain: torch.Tensor, t: torch.Tensor, num_timesteps: int, weighted: torch.Tensor | None = None,
+            vlb: torch.Tensor | None = None, correct: torch.Tensor | None = None) -> None:
+        """plain [B] and t [B] of one step; ``weighted`` [B], the weighted objective, when it differs from plain;
+        ``vlb`` [B], the VLB terms L_t, when the objective computes them; ``correct`` [B] for a classifier."""
+        plain = plain.double().cpu()
         buckets = (t.cpu() * NUM_LOSS_BUCKETS // num_timesteps).clamp(max=NUM_LOSS_BUCKETS - 1)
-        self.bucket_sum.index_add_(0, buckets, mse)
-        self.bucket_n.index_add_(0, buckets, torch.ones_like(mse))
-        self.steps, self.images, self.loss_sum = self.steps + 1, self.images + len(mse), self.loss_sum + mse.mean().item()
+        self.bucket_sum.index_add_(0, buckets, plain)
+        self.bucket_n.index_add_(0, buckets, torch.ones_like(plain))
+        self.steps, self.images, self.loss_sum = self.steps + 1, self.images + len(plain), self.loss_sum + plain.mean().item()
         if weighted is not None:
             self.weighted_sum = (self.weighted_sum or 0.0) + weighted.double().mean().item()
-        if vlb is not None:
-            if self.vlb_sum is None:
-                self.vlb_sum = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
-            self.vlb_sum.index_add_(0, buckets, vlb.double().cpu())
+        for name, values in (("vlb", vlb), ("accuracy", correct)):
+            if values is not None:
+                sums = self.per_bucket.setdefault(name, torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64))
+                sums.index_add_(0, buckets, values.double().cpu())
 
     def summary(self, now: float) -> dict[str, Any]:
         steps = max(self.steps, 1)
+        def per_bucket(sums: torch.Tensor) -> list[float | None]:
+            return [(s / n if n else None) for s, n in zip(sums.tolist(), self.bucket_n.tolist())]
+
         out = {"loss": self.loss_sum / steps, "images_per_s": self.images / max(now - self.started, 1e-9),
-               "loss_per_bucket": [(s / n if n else None) for s, n in zip(self.bucket_sum.tolist(), self.bucket_n.tolist())]}
+               "loss_per_bucket": per_bucket(self.bucket_sum)}
         if self.weighted_sum is not None:
             out["weighted_loss"] = self.weighted_sum / steps
-        if self.vlb_sum is not None:
-            out["vlb_loss"] = (self.vlb_sum.sum() / self.bucket_n.sum().clamp(min=1)).item()
-            out["vlb_per_bucket"] = [(s / n if n else None) for s, n in zip(self.vlb_sum.tolist(), self.bucket_n.tolist())]
+        for name, sums in self.per_bucket.items():  # vlb_loss (the mean L_t), accuracy: over the window's examples
+            out["vlb_loss" if name == "vlb" else name] = (sums.sum() / self.bucket_n.sum().clamp(min=1)).item()
+            out[f"{name}_per_bucket"] = per_bucket(sums)
         return out
 
 
@@ -305,6 +310,7 @@ class Trainer:
         self.started, self.start_step = time.time(), self.step
         self.deadline = None if t.max_minutes is None else self.started + 60 * t.max_minutes - self.elapsed_before
         window, bad_in_a_row, skipped = LogWindow(), 0, 0
+        grid_every = 0 if is_classifier(self.config.model) else t.sample_every  # a classifier draws no samples
         self.model.train()
         stop_reason = "steps"
         with self._make_bar() as self.bar:
@@ -335,11 +341,11 @@ class Trainer:
                 bad_in_a_row = 0
                 self.step += 1
                 weighted = result.loss if self.config.diffusion.min_snr_gamma is not None else None
-                window.add(result.mse, result.t, self.config.diffusion.num_timesteps, weighted, result.vlb)
+                window.add(result.plain, result.t, self.config.diffusion.num_timesteps, weighted, result.vlb, result.correct)
                 self._advance_bar()
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     window = self._log(log, window, skipped)
-                if t.sample_every and self.step % t.sample_every == 0:
+                if grid_every and self.step % grid_every == 0:
                     self.save_progress_grid()
                 if self.step % t.checkpoint_every == 0:
                     self.save_checkpoint()
@@ -350,7 +356,7 @@ class Trainer:
         distributed.barrier()  # no rank leaves before the checkpoint is complete
         if stop_signal:
             raise Interrupted(stop_signal[0], self.step, self.out)
-        if t.sample_every and self.world.is_main and not (self.out / "progress" / f"step_{self.step:07d}.png").exists():
+        if grid_every and self.world.is_main and not (self.out / "progress" / f"step_{self.step:07d}.png").exists():
             self.save_progress_grid()
         return {"steps": self.step, "stopped_by": stop_reason, "skipped_steps": skipped,
                 "elapsed_s": self.elapsed_before + time.time() - self.started,

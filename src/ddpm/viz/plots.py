@@ -30,19 +30,26 @@ def _save(fig, path: str | Path) -> Path:
         _pyplot().close(fig)
 
 
-def read_log(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(training records, evaluation records) of a run's metrics.jsonl; half-written lines are skipped."""
-    train, evals = [], []
+def read_records(run_dir: Path, kind: str) -> list[dict[str, Any]]:
+    """The records of one ``kind`` (train, eval, classifier_eval) in a run's metrics.jsonl, in order; half-written
+    lines are skipped."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
-        return train, evals
+        return []
+    records = []
     for line in path.read_text().splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
-        (evals if record.get("kind") == "eval" else train).append(record)
-    return train, evals
+        if isinstance(record, dict) and record.get("kind", "train") == kind:
+            records.append(record)
+    return records
+
+
+def read_log(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(training records, evaluation records) of a run's metrics.jsonl."""
+    return read_records(run_dir, "train"), read_records(run_dir, "eval")
 
 
 def plot_schedules(path: str | Path, num_timesteps: int = 1000, names: Sequence[str] = ("linear", "cosine", "sigmoid")) -> Path:
@@ -125,6 +132,24 @@ def plot_metrics_vs_steps(evals: list[dict[str, Any]], path: str | Path) -> Path
         ax.set(xscale="log", xlabel="sampling steps", ylabel=name, title=name)
         ax.grid(alpha=0.3, which="both")
         ax.legend()
+    return _save(fig, path)
+
+
+def plot_classifier_accuracy(record: dict[str, Any], path: str | Path) -> Path:
+    """A noise-aware classifier's accuracy on noisy test images per band of timesteps (``metrics.noisy_accuracy``),
+    with ±2 standard errors and the chance level 1/K."""
+    bands = np.array(record["bands"], dtype=float)
+    middle = bands.mean(axis=1)
+    accuracy, se = np.array(record["accuracy_per_band"]), np.array(record["accuracy_se"])
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    ax.errorbar(middle, accuracy, yerr=2 * se, marker="o", capsize=3, label="accuracy ± 2 s.e.")
+    if record.get("num_classes"):
+        ax.axhline(1 / record["num_classes"], color="grey", ls="--", lw=1, label="chance")
+    ax.set(xlabel="t (middle of each band)", ylabel="accuracy", ylim=(0, 1.02),
+           title=f"classifier on noisy test images ({record['images']} per band)\nmean {record['accuracy']:.1%}")
+    ax.grid(alpha=0.3)
+    ax.legend()
     return _save(fig, path)
 
 
