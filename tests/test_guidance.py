@@ -58,7 +58,7 @@ def test_generate_with_guidance_changes_samples_and_refuses_what_cannot_be_guide
     with pytest.raises(ValueError, match="needs class labels"):
         generate(net, schedule, num=4, shape=(1, 8, 8), steps=5, guidance=1.0)
     unconditional = UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1,), attention_resolutions=(), norm_groups=4))
-    with pytest.raises(ValueError, match="needs a class-conditional model; this one is unconditional"):
+    with pytest.raises(ValueError, match="needs a class- or context-conditional model; this one is unconditional"):
         generate(unconditional, schedule, num=2, shape=(1, 8, 8), steps=5, labels=labels[:2], guidance=1.0)
 
 

@@ -156,7 +156,8 @@ def _config(path: Path, metadata: dict[str, str]) -> RunConfig:
         raise DdpmError(f"{path}: the config in its metadata is not valid JSON ({e})") from None
     config = RunConfig.from_dict(raw, f"{path} config")
     if config.model.image_size is None and config.data.image_size is not None:  # saved resolved: fill the network's sizes
-        config = config.resolved(config.data.image_size, config.data.channels, config.model.num_classes)
+        config = config.resolved(config.data.image_size, config.data.channels, config.model.num_classes,
+                                 getattr(config.model, "context_dim", None))
     return config
 
 

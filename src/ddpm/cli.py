@@ -59,6 +59,9 @@ def _sampling_flags(p: argparse.ArgumentParser, steps_type, steps_help: str) -> 
     g.add_argument("--guidance-interval", type=_interval, metavar="LO,HI",
                    help="apply the guidance only while t/T is in [LO, HI], e.g. 0.1,0.6 (Kynkäänniemi et al. 2024); "
                         "default: the run's sample.guidance_from,guidance_to (0,1: at every step)")
+    g.add_argument("--context", metavar="C", help="context vectors for a model trained on data.context: comma-separated "
+                   "numbers such as 0,0,1,0,0 (any vector, e.g. the mixture 0,0.5,0,0.5,0) or FILE.npy ([n, k]: sample i "
+                   "gets row i mod n); default: the one-hot classes in turn for a onehot run, else the null context")
     g.add_argument("--classifier", type=Path, metavar="CLF", help="guide by this noise-aware classifier (ddpm train-classifier) "
                    "towards the labels: ancestral DDPM moves its mean by sΣ∇log p(y|x_t), DDIM and DPM-Solver++ their noise "
                    "estimate by −s√(1−ᾱ)∇log p(y|x_t) (Dhariwal & Nichol 2021); the model may be unconditional")
@@ -95,6 +98,9 @@ def _train_parser(sub) -> None:
                                    "the test split, never trained on.")
     p.add_argument("--config", type=Path, help="a TOML config (see configs/); its keys are those of --set")
     _training_flags(p, "the config's, mnist")
+    p.add_argument("--context", help="condition on a float vector per image (data.context): onehot (the labels as one-hot "
+                   "vectors), json (a folder dataset's sidecars: cat.png → cat.json holding a list of numbers) or FILE.npy "
+                   "([N, k], one row per training image in the dataset's order)")
     p.add_argument("--fast", action="store_true", help="CUDA: train the fastest honest way, "
                    + ", ".join(f"{k}={json.dumps(v)}" for k, v in FAST_CUDA.items()) + " (bench/gpu.py measures each)")
 
@@ -134,6 +140,11 @@ def _interval(text: str) -> tuple[float, float]:
     if lo >= hi:
         raise argparse.ArgumentTypeError(f"must have LO < HI, got {text}")
     return lo, hi
+
+
+def _weights(text: str) -> tuple[float, ...]:
+    """A --weights value: comma-separated guidance strengths ≥ 0."""
+    return tuple(flag(float, NON_NEGATIVE)(part) for part in text.split(","))
 
 
 def _steps(text: str) -> int | str:
@@ -202,7 +213,7 @@ def _eval_parsers(sub) -> None:
     p.add_argument("--batch-size", type=POSITIVE_FLAG, default=32, help="images per Inception batch")
 
 
-VIZ_KINDS = ("forward", "schedules", "reverse", "progress", "loss", "samplers")
+VIZ_KINDS = ("forward", "schedules", "reverse", "progress", "loss", "samplers", "guidance", "interpolation")
 FEATURES = ("inception", "domain")
 
 
@@ -217,7 +228,9 @@ def _viz_parsers(sub) -> None:
                        description="forward: x_t strips of real images for each schedule; schedules: ᾱ_t and log-SNR plots; "
                                    "reverse: GIF (and a .png strip beside it) of one sampling run; progress: GIF of the training grids; "
                                    "loss: loss curve (and a heat map of the loss per timestep beside it); samplers: one grid per sampler "
-                                   "from the same noise.")
+                                   "from the same noise; guidance: one row per guidance weight from the same noise (and beside it "
+                                   "a .gif of the reverse processes side by side); interpolation: the context walked from C1 to C2 "
+                                   "(--between), one noise per row held fixed.")
     p.add_argument("what", choices=VIZ_KINDS)
     p.add_argument("run", nargs="?", help="a run directory (not needed for forward and schedules)")
     p.add_argument("--out", type=Path, required=True, help="the picture to write (.png, or .gif for reverse and progress)")
@@ -227,7 +240,14 @@ def _viz_parsers(sub) -> None:
     p.add_argument("--num-timesteps", type=flag_of(DiffusionConfig, "num_timesteps"), default=1000, help="forward, schedules: T")
     p.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim", help="reverse: the sampler")
     p.add_argument("--steps", type=POSITIVE_FLAG, default=50, help="reverse, samplers: sampling steps")
-    p.add_argument("--num", type=POSITIVE_FLAG, default=4, help="reverse, samplers: number of samples")
+    p.add_argument("--num", type=POSITIVE_FLAG, default=4, help="reverse, samplers, guidance, interpolation: number of samples "
+                   "(guidance: per weight, the classes in turn; interpolation: rows)")
+    p.add_argument("--weights", type=_weights, default=(0.0, 0.5, 1.0, 2.0, 4.0), metavar="W,W,…",
+                   help="guidance: the classifier-free guidance weights (the classifier scales with --classifier)")
+    p.add_argument("--classifier", type=Path, metavar="CLF", help="guidance: sweep classifier guidance by this classifier")
+    p.add_argument("--between", nargs=2, metavar=("C1", "C2"),
+                   help="interpolation: the two contexts, each a class of a onehot run (e.g. 3 5) or comma-separated numbers")
+    p.add_argument("--frames", type=POSITIVE_FLAG, default=8, help="interpolation: steps from C1 to C2")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,7 +270,7 @@ def _start_training(args: argparse.Namespace, device, new_config, extra: list[st
     from .train.run_dir import resume_point
 
     if args.resume:
-        if getattr(args, "config", None) or getattr(args, "run", None) or args.data or args.data_dir or args.set or args.limit \
+        if getattr(args, "config", None) or getattr(args, "run", None) or getattr(args, "context", None) or args.data or args.data_dir or args.set or args.limit \
                 or args.batch_size or args.seed is not None or args.force or getattr(args, "fast", False):
             raise DdpmError("--resume continues a run with its saved config; only --steps and --max-minutes may change")
         out, checkpoint = _resume_target(args.resume, args.out)
@@ -264,7 +284,7 @@ def _start_training(args: argparse.Namespace, device, new_config, extra: list[st
         raise DdpmError("--out is required (the run directory to create)")
     flags = {"data.dataset": args.data, "data.data_dir": args.data_dir, "train.steps": args.steps,
              "train.max_minutes": args.max_minutes, "train.batch_size": args.batch_size, "data.limit": args.limit,
-             "train.seed": args.seed}
+             "train.seed": args.seed, "data.context": getattr(args, "context", None)}
     overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None] + list(extra) + args.set
     return Trainer(new_config().with_overrides(overrides), args.out, device, force=args.force, quiet=args.quiet)
 
@@ -286,7 +306,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .models import pick_device
 
     device = pick_device(args.device)
-    if args.fast and device.type != "cuda":
+    if args.fast and not args.resume and device.type != "cuda":  # (with --resume: refused as any other change)
         raise DdpmError(f"--fast sets the CUDA path (bf16, TF32, channels-last, torch.compile); on {device} keep the defaults")
     fast = [f"{k}={json.dumps(v)}" for k, v in FAST_CUDA.items()] if args.fast else []
     trainer = _start_training(args, device, lambda: RunConfig.from_toml(args.config) if args.config else RunConfig(), fast)
@@ -334,6 +354,18 @@ def _sample_flags(args: argparse.Namespace) -> dict:
             "guidance_interval": args.guidance_interval}
 
 
+def _contexts(args: argparse.Namespace, config, num: int):
+    """--context as vectors [num, k] for the run's model (rows cycled), or None when not given."""
+    from .data.context import parse_vector
+    from .generate import check_contexts
+
+    if args.context is None:
+        return None
+    if getattr(args, "label", None) is not None:
+        raise DdpmError("give --label or --context, not both (a label is the one-hot context of a onehot run)")
+    return check_contexts(parse_vector(args.context), getattr(config.model, "context_dim", None), num)
+
+
 def _classifier_flags(args: argparse.Namespace) -> tuple[Path | None, float]:
     """(--classifier, its scale: default 1 with a classifier); a scale without a classifier is refused."""
     if args.classifier is None:
@@ -355,8 +387,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     settings = config.sample_settings(**_sample_flags(args), steps=T if args.steps == "all" else args.steps)
     clf_path, scale = _classifier_flags(args)
     classifier = load_classifier(clf_path, config, device=device) if clf_path else None
-    num_classes = config.model.num_classes or (classifier.config.num_classes if classifier else None)
-    labels = labels_for(num_classes, args.num, args.label)
+    num_classes = config.classes_shown() or (classifier.config.num_classes if classifier else None)
+    contexts = _contexts(args, config, args.num)
+    labels = labels_for(num_classes, args.num, args.label) if contexts is None or classifier else None
     shape = (config.data.channels, config.data.image_size, config.data.image_size)
     check_writable(args.out)  # before the sampling, which a write failure would throw away
     if writes_one_file(args.out):
@@ -373,6 +406,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
             images = generate_across_ranks(model, build_schedule(config), num=stop - start, shape=shape,
                                            **settings.generate_options(), **config.diffusion.model_options(),
                                            labels=None if labels is None else labels[start:stop], seed=args.seed,
+                                           contexts=None if contexts is None else contexts[start:stop],
                                            classifier=classifier, classifier_scale=scale,
                                            batch_size=args.batch_size, device=device, first_index=start, progress=bar.update)
             if world.is_main:
@@ -438,7 +472,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         fid, domain = True, config.data.dataset in DOMAIN_OF
     classifier, scale = _classifier_flags(args)
     settings = EvalSettings(num=args.num, steps=_parse_steps(args.steps), **_sample_flags(args), seed=args.seed,
-                            classifier=classifier, classifier_scale=scale,
+                            classifier=classifier, classifier_scale=scale, context=args.context,
                             batch_size=args.batch_size, use_ema=not args.no_ema, fid=fid, domain=domain, nll=nll,
                             nll_images=args.nll_images, nll_variance=args.nll_variance, nll_timesteps=args.nll_timesteps,
                             reference=args.reference)
@@ -498,7 +532,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
-    from .generate import labels_for
+    from .generate import labels_for, model_cond
     from .models import build_schedule, load_model, pick_device
     from .viz import plots, process
     from .viz.images import save_image
@@ -506,6 +540,9 @@ def cmd_viz(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     out = args.out
     check_writable(out)
+    if args.what == "guidance":
+        _viz_guidance(args, device)
+        return 0
     if args.what in ("reverse", "progress") and out.suffix != ".gif":
         raise DdpmError(f"--out for {args.what} must end in .gif")
     if args.what not in ("reverse", "progress") and out.suffix != ".png":
@@ -529,11 +566,21 @@ def cmd_viz(args: argparse.Namespace) -> int:
         schedule = build_schedule(config).to(device)
         d = config.data
         shape = (d.channels, d.image_size, d.image_size)
-        labels = labels_for(config.model.num_classes, args.num)
-        cond = {"y": labels.to(device)} if labels is not None else None
+        cond = model_cond(config, labels_for(config.classes_shown(), args.num))
+        cond = None if cond is None else {key: value.to(device) for key, value in cond.items()}
         options = dict(**config.diffusion.model_options(), seed=args.seed, cond=cond, device=device,
                        clip_x0=config.sample.clip_x0)
-        if args.what == "reverse":
+        if args.what == "interpolation":
+            from .viz.guidance import interpolation_strip
+
+            if args.between is None:
+                raise DdpmError("ddpm viz interpolation needs --between C1 C2 (two classes of a onehot run, or two vectors)")
+            start, end = (_context_of(text, config) for text in args.between)
+            save_image(interpolation_strip(model, schedule, shape, start, end, frames=args.frames, rows=args.num,
+                                           guidance=config.sample.guidance, sampler=args.sampler, steps=args.steps,
+                                           **config.diffusion.model_options(), clip_x0=config.sample.clip_x0, seed=args.seed,
+                                           device=device), out)
+        elif args.what == "reverse":
             record, final = process.reverse_trajectory(model, schedule, shape, num=args.num, sampler=args.sampler,
                                                        steps=args.steps, **options)
             process.trajectory_gif(record, final, out)
@@ -542,6 +589,54 @@ def cmd_viz(args: argparse.Namespace) -> int:
             save_image(process.sampler_comparison(model, schedule, shape, steps=args.steps, num=args.num, **options), out)
     print(f"ddpm viz: wrote {out}", file=sys.stderr)
     return 0
+
+
+def _context_of(text: str, config):
+    """One --between value: a class of a onehot run, or comma-separated numbers → a context vector [k]."""
+    import torch
+
+    from .data.context import parse_vector
+    from .generate import check_contexts, one_hot
+
+    context_dim = getattr(config.model, "context_dim", None)
+    if not context_dim:
+        raise DdpmError("ddpm viz interpolation needs a run trained on context vectors (data.context)")
+    if text.strip().isdigit() and config.data.context == "onehot":
+        return one_hot(torch.tensor([int(text)]), context_dim)[0]
+    return check_contexts(parse_vector(text), context_dim, 1)[0]
+
+
+def _viz_guidance(args: argparse.Namespace, device) -> None:
+    """ddpm viz guidance: the panel (OUT.png) and the reverse processes side by side (OUT.gif)."""
+    from .generate import labels_for, model_cond
+    from .models import build_schedule, load_classifier, load_model
+    from .viz.guidance import guidance_sweep, sweep_gif, sweep_panel
+    from .viz.images import save_image
+
+    if args.run is None:
+        raise DdpmError("ddpm viz guidance needs a run directory")
+    if args.out.suffix != ".png":
+        raise DdpmError("--out for guidance must end in .png (the .gif is written beside it)")
+    check_writable(args.out.with_suffix(".gif"))
+    model, config, _ = load_model(args.run, device=device)
+    classifier = load_classifier(args.classifier, config, device=device) if args.classifier else None
+    classes = config.classes_shown() or (classifier.config.num_classes if classifier else None)
+    if not classes:
+        raise DdpmError("ddpm viz guidance needs a class-conditional or onehot-context run, or --classifier CLF")
+    labels = labels_for(classes, args.num)
+    cond = {**(model_cond(config, labels) or {}), **({"y": labels} if classifier else {})}
+    cond = {key: value.to(device) for key, value in cond.items()}
+    schedule = build_schedule(config).to(device)
+    s = config.sample
+    finals, records = guidance_sweep(model, schedule, (config.data.channels, config.data.image_size, config.data.image_size),
+                                     args.weights, cond=cond, sampler=args.sampler, steps=args.steps,
+                                     **config.diffusion.model_options(), clip_x0=s.clip_x0, null_label=config.model.num_classes,
+                                     classifier=classifier, seed=args.seed, device=device,
+                                     interval=(s.guidance_from, s.guidance_to))
+    name = "s" if classifier else "w"
+    save_image(sweep_panel(finals, args.weights, name), args.out)
+    sweep_gif(records, finals, args.weights, name, args.out.with_suffix(".gif"))
+    print(f"ddpm viz: wrote {args.out} and {args.out.with_suffix('.gif')}", file=sys.stderr)
 
 
 # What torchrun can spread over processes (each rank its share of the steps' batch, of the sample indices or of

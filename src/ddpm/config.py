@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from .data import DATASETS
+from .data.context import check_context_source
 from .errors import DdpmError
 from .nets import ARCHITECTURES, ClassifierConfig, NetConfig, UNetConfig, is_classifier
 from .objectives import LOSSES
@@ -39,6 +40,9 @@ class DataConfig:
     channels: Optional[int] = bounded(None, Bounds(1, 3))  # 1 or 3 (checked in RunConfig.check); None: the dataset's own channels
     limit: Optional[int] = bounded(None, POSITIVE_INT)  # train on a random subset of this many images
     conditional: bool = False  # condition the model on class labels
+    # condition the model on a float vector per image instead (model.context_dim from it): "onehot" (the labels as
+    # one-hot vectors), "json" (a folder dataset's sidecars, cat.png → cat.json) or a .npy file [N, k] (ddpm.data.context)
+    context: Optional[str] = None
     # folder datasets: the share of images held out as the test split (never trained on), unless the folder has
     # its own test/ subfolder; a fixed draw for a given folder
     test_fraction: float = bounded(0.1, Bounds(0, 1, lo_open=True, hi_open=True))
@@ -148,13 +152,23 @@ class RunConfig:
         config.check(source)
         return config
 
-    def resolved(self, image_size: int, channels: int, num_classes: int | None) -> "RunConfig":
+    def resolved(self, image_size: int, channels: int, num_classes: int | None, context_dim: int | None = None) -> "RunConfig":
         """This config with what the data decides filled in: data.image_size and data.channels, the network's
-        image_size and in_channels, and for a conditional run model.num_classes. The one place these are set."""
+        image_size and in_channels, for a conditional run model.num_classes, for a run on context vectors
+        model.context_dim. The one place these are set."""
         d = replace(self.data, image_size=image_size, channels=channels)
         m = replace(self.model, image_size=image_size, in_channels=channels,
                     num_classes=num_classes if self.data.conditional else self.model.num_classes)
+        if self.data.context is not None:
+            m = replace(m, context_dim=context_dim)
         return replace(self, data=d, model=m)
+
+    def classes_shown(self) -> int | None:
+        """How many classes the samples of this run are asked for (one per grid column, labels cycling): the model's
+        classes, or the length of its one-hot context vectors (data.context = onehot); None when there are none."""
+        if self.data.context == "onehot":
+            return getattr(self.model, "context_dim", None)
+        return self.model.num_classes
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "RunConfig":
@@ -241,7 +255,15 @@ class RunConfig:
         m.validate()
         need(m.ARCHITECTURE != "classifier" or self.data.conditional, "data.conditional",
              "true for a classifier (it learns the dataset's labels)")
-        need(s.guidance == 0 or self.data.conditional or m.num_classes, "sample.guidance",
+        if self.data.context is not None:
+            check_context_source(self.data.context)
+        need(self.data.context is None or not self.data.conditional, "data.context",
+             "absent with data.conditional = true (labels or context vectors, not both; context = \"onehot\" is the labels as vectors)")
+        need(self.data.context is None or m.ARCHITECTURE == "unet", "data.context",
+             f"absent for the {m.ARCHITECTURE} (only the U-Net takes context vectors)")
+        need(getattr(m, "context_dim", None) is None or self.data.context is not None, "model.context_dim",
+             "absent: it comes from the vectors data.context names")
+        need(s.guidance == 0 or self.data.conditional or self.data.context or m.num_classes, "sample.guidance",
              "0 for an unconditional model (set data.conditional = true to train one that can be guided)")
 
 
@@ -262,7 +284,8 @@ def resume_config(saved: RunConfig, requested: RunConfig | None) -> RunConfig:
     d = requested.data
     conflicts = [key for key, value, was in (("data.image_size", d.image_size, saved.data.image_size),
                                              ("data.channels", d.channels, saved.data.channels)) if value not in (None, was)]
-    filled = requested.resolved(saved.data.image_size, saved.data.channels, saved.model.num_classes)
+    filled = requested.resolved(saved.data.image_size, saved.data.channels, saved.model.num_classes,
+                                getattr(saved.model, "context_dim", None))
     conflicts += [key for key in filled.changed_keys(saved) if key not in RESUME_CHANGEABLE and key not in conflicts]
     if conflicts:
         raise DdpmError(f"a resumed run keeps its saved config except {' and '.join(RESUME_CHANGEABLE)}; "

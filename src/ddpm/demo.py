@@ -42,7 +42,7 @@ def evaluations_after_training(config: RunConfig, step: int) -> int:
     from .report import network_evaluations
 
     s, every = config.sample, config.train.sample_every
-    per_image = (s.steps or config.diffusion.num_timesteps) * images_per_sample(config.model.num_classes, s.guidance)
+    per_image = (s.steps or config.diffusion.num_timesteps) * images_per_sample(config.classes_shown(), s.guidance)
     grid_due = every and (step == 0 or step % every)
     progress = progress_grid_size(config) if grid_due else 0
     return (s.num + progress) * per_image + network_evaluations(config, full_ddpm=False)
@@ -99,7 +99,7 @@ def run_demo(out: Path, device: torch.device, *, started: float, finish_within: 
     images = trainer.sample_ema(trainer.config.sample.num, seed=0, labels=labels)
     summary["sampling_s"] = time.time() - sample_started
     write_samples(images, labels, out / "samples.npz")
-    write_samples(images, labels, out / "samples.png", columns=trainer.config.model.num_classes)
+    write_samples(images, labels, out / "samples.png", columns=trainer.config.classes_shown())
     report_started = time.time()
     summary["report_path"] = write_report(out, device=device, full_ddpm=False, log=log, samples=images)
     summary["report_s"] = time.time() - report_started

@@ -38,6 +38,7 @@ class EvalSettings:
     clip_x0: bool | None = None
     classifier: str | Path | None = None  # a noise-aware classifier guiding the sampling (``ClassifierGuidance``)
     classifier_scale: float = 0.0
+    context: str | None = None  # context vectors for a model on data.context: "a,b,…" or FILE.npy (``data.context.parse_vector``)
     seed: int = 0
     batch_size: int = 256
     use_ema: bool = True
@@ -108,8 +109,15 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     data = config.data
     reference = settings.reference or f"{data.dataset}:test"
     shape = (data.channels, data.image_size, data.image_size)
-    num_classes = config.model.num_classes or (classifier.config.num_classes if classifier else None)
-    labels = torch.arange(settings.num) % num_classes if num_classes else None
+    num_classes = config.classes_shown() or (classifier.config.num_classes if classifier else None)
+    contexts = None
+    if settings.context is not None:
+        from .data.context import parse_vector
+        from .generate import check_contexts
+
+        contexts = check_contexts(parse_vector(settings.context), getattr(config.model, "context_dim", None), settings.num)
+    # the classes asked for in turn (their share read as asked is scored), unless context vectors are given
+    labels = torch.arange(settings.num) % num_classes if num_classes and (contexts is None or classifier) else None
     log_to = run_dir_of(checkpoint) if log and distributed.world().is_main else None
     if log_to is not None:
         check_writable(log_to / "metrics.jsonl")  # before the sampling, which a write failure would throw away
@@ -158,14 +166,14 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
                                "guidance_interval": [sample.guidance_from, sample.guidance_to],
                                "clip_x0": sample.clip_x0, "num": settings.num,
                                **({"classifier": str(settings.classifier), "classifier_scale": settings.classifier_scale}
-                                  if classifier else {}), "seed": settings.seed, "ema": settings.use_ema,
+                                  if classifier else {}), **({"context": settings.context} if contexts is not None else {}), "seed": settings.seed, "ema": settings.use_ema,
                                "reference": reference_said}
         if settings.fid or settings.domain:
             with progress(settings.num, f"sampling {sample.sampler}, {sample.steps} steps") as update:
                 # under torchrun the ranks share the samples; every rank then holds the images one process would
                 images = generate_across_ranks(model, schedule, num=settings.num, shape=shape, **sample.generate_options(),
                                                **config.diffusion.model_options(), labels=labels, seed=settings.seed,
-                                               classifier=classifier, classifier_scale=settings.classifier_scale,
+                                               contexts=contexts, classifier=classifier, classifier_scale=settings.classifier_scale,
                                                batch_size=settings.batch_size, device=device, progress=update)
             row["sampling_s"] = time.time() - started
             if inception:
@@ -202,6 +210,7 @@ def _nll(model, schedule, config, settings: EvalSettings, device, progress) -> d
     """NLL bound in bits/dim on the first ``nll_images`` images of the test split, with the model's variance (or
     ``nll_variance``, a fixed one, in its place) over all T steps or ``nll_timesteps`` stratified ones."""
     from .data import load_dataset
+    from .generate import model_cond
     from .metrics.nll import vlb_terms
 
     started = time.time()
@@ -218,7 +227,8 @@ def _nll(model, schedule, config, settings: EvalSettings, device, progress) -> d
                   f"NLL bound on {n} test images", unit="step") as update:
         for idx in torch.arange(n).split(settings.batch_size):
             x0, y = test.batch(idx, device)
-            cond = {"y": y} if config.model.num_classes and y is not None else None
+            cond = model_cond(config, y)  # the test images' own labels (or one-hot contexts)
+            cond = None if cond is None else {key: value.to(device) for key, value in cond.items()}
             out = vlb_terms(model, schedule, x0, prediction=config.diffusion.prediction, variance=variance,
                             timesteps=settings.nll_timesteps,
                             cond=cond, generator=g, progress=update)

@@ -32,6 +32,7 @@ def generate(
     variance: str = "fixed_small",
     clip_x0: bool = True,
     labels: torch.Tensor | None = None,
+    contexts: torch.Tensor | None = None,
     guidance: float = 0.0,
     guidance_interval: tuple[float, float] = (0.0, 1.0),
     classifier: torch.nn.Module | None = None,
@@ -46,7 +47,9 @@ def generate(
     """``num`` samples as uint8 [num, C, H, W]. Sample i draws its x_T and every step's noise from its own stream
     seeded from (``seed``, ``first_index`` + i) (``ddpm.rng.SampleNoise``), so a seed gives the same images
     whatever ``batch_size``, device or split of the work (``first_index`` lets a shard continue the count).
-    ``x_T`` [num, C, H, W], when given, replaces the streams' first draw. ``labels`` [num] condition a class-conditional model; ``guidance`` > 0 is the classifier-free guidance
+    ``x_T`` [num, C, H, W], when given, replaces the streams' first draw. ``labels`` [num] condition a class-conditional
+    model; ``contexts`` [num, k] a model on context vectors, for which ``labels`` alone stand for their one-hot vectors
+    (a run on data.context = onehot). ``guidance`` > 0 is the classifier-free guidance
     weight w, applied while t/T is in ``guidance_interval``. ``classifier`` (a noise-aware classifier, ``models.load_classifier``)
     with ``classifier_scale`` s > 0 guides towards ``labels`` (``guidance.ClassifierGuidance``; s = 0: unguided, the
     classifier is not called), on its own or on top of classifier-free guidance. ``eta`` is DDIM's and refused for another sampler, like every option a sampler does not take
@@ -54,19 +57,23 @@ def generate(
     describe the model's output (``DiffusionConfig.model_options``); only ancestral DDPM uses a learned variance."""
     if eta is not None and sampler != "ddim":
         raise DdpmError(f"eta is DDIM's stochasticity; the {sampler!r} sampler takes no eta")
+    net_config = getattr(model, "config", None)
+    num_classes, context_dim = getattr(net_config, "num_classes", None), getattr(net_config, "context_dim", None)
+    if contexts is not None or (context_dim and labels is not None):
+        contexts = check_contexts(contexts if contexts is not None else one_hot(labels, context_dim), context_dim, num)
     if guidance:
-        num_classes = getattr(getattr(model, "config", None), "num_classes", None)
-        if not num_classes:
-            raise DdpmError("classifier-free guidance needs a class-conditional model; this one is unconditional")
-        if labels is None:
-            raise DdpmError("classifier-free guidance needs class labels to guide towards")
+        if not (num_classes or context_dim):
+            raise DdpmError("classifier-free guidance needs a class- or context-conditional model; this one is unconditional")
+        if labels is None and contexts is None:
+            raise DdpmError("classifier-free guidance needs class labels or context vectors to guide towards")
         model = ClassifierFreeGuidance(model, guidance, null_label=num_classes, interval=guidance_interval,
                                        num_timesteps=schedule.num_timesteps)
-    if classifier is not None and classifier_scale:
+    guided_by_classifier = classifier is not None and classifier_scale > 0
+    if guided_by_classifier:
         if labels is None:
             raise DdpmError("classifier guidance needs class labels to guide towards")
-        conditional = bool(getattr(getattr(model, "config", None), "num_classes", None)) or guidance > 0
-        model = ClassifierGuidance(model, classifier, classifier_scale, schedule, prediction, pass_labels=conditional)
+        model = ClassifierGuidance(model, classifier, classifier_scale, schedule, prediction,
+                                   pass_labels=bool(num_classes) and contexts is None)
     if x_T is not None and tuple(x_T.shape) != (num, *shape):
         raise DdpmError(f"x_T has shape {tuple(x_T.shape)}; expected {(num, *shape)}")
     options = {"steps": steps, "prediction": prediction, "clip_x0": clip_x0}
@@ -79,8 +86,12 @@ def generate(
         stop = min(start + batch_size, num)
         noise = rng.SampleNoise(seed, range(first_index + start, first_index + stop))
         x = rng.randn((stop - start, *shape), noise, device) if x_T is None else x_T[start:stop].to(device)
-        cond = {"y": labels[start:stop].to(device)} if labels is not None else None
-        x0 = sample(model, schedule, x, sampler=sampler, cond=cond, generator=noise, **options)
+        cond = {}
+        if contexts is not None:
+            cond["context"] = contexts[start:stop].to(device)
+        if labels is not None and (num_classes or guided_by_classifier):  # a classifier reads them too
+            cond["y"] = labels[start:stop].to(device)
+        x0 = sample(model, schedule, x, sampler=sampler, cond=cond or None, generator=noise, **options)
         out.append(to_uint8(x0).cpu())
         if progress is not None:
             progress(len(x))
@@ -88,16 +99,47 @@ def generate(
 
 
 def generate_across_ranks(model: torch.nn.Module, schedule: NoiseSchedule, *, num: int,
-                          labels: torch.Tensor | None = None, first_index: int = 0, device: torch.device | str = "cpu",
-                          progress: Callable[[int], None] | None = None, **options) -> torch.Tensor:
-    """``generate`` of samples ``first_index`` … ``first_index`` + num − 1 (``labels`` [num] theirs), shared among
+                          labels: torch.Tensor | None = None, contexts: torch.Tensor | None = None, first_index: int = 0,
+                          device: torch.device | str = "cpu", progress: Callable[[int], None] | None = None,
+                          **options) -> torch.Tensor:
+    """``generate`` of samples ``first_index`` … ``first_index`` + num − 1 (``labels`` [num], ``contexts`` [num, k] theirs), shared among
     torchrun's ranks: each draws its ``distributed.shard`` of the indices and every rank gets all num images, on the
     CPU, in order. Sample i's noise depends only on the seed and i, so they are the images one process makes."""
     start, stop = distributed.shard(num)
     images = generate(model, schedule, num=stop - start, labels=None if labels is None else labels[start:stop],
-                      first_index=first_index + start, device=device, progress=distributed.counting_all_ranks(progress),
-                      **options)
+                      contexts=None if contexts is None else contexts[start:stop], first_index=first_index + start,
+                      device=device, progress=distributed.counting_all_ranks(progress), **options)
     return distributed.gather_rows(images.to(device), num).cpu()
+
+
+def one_hot(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """labels [n] → float32 one-hot vectors [n, k]: the contexts of a run on data.context = onehot."""
+    if labels.min() < 0 or labels.max() >= k:
+        raise DdpmError(f"the label must be in 0..{k - 1} for this model, got {labels.max().item()}")
+    return torch.nn.functional.one_hot(labels.long(), k).float()
+
+
+def check_contexts(contexts: torch.Tensor, context_dim: int | None, num: int) -> torch.Tensor:
+    """Context vectors [n, k] for ``num`` samples: refused for a model without context, of the wrong length or not
+    finite; n = num, or n rows cycled (sample i gets row i mod n: one row for all, a few mixtures in turn)."""
+    if not context_dim:
+        raise DdpmError("a context vector was given but this model takes none (it was not trained with data.context)")
+    if contexts.ndim != 2 or contexts.shape[1] != context_dim:
+        raise DdpmError(f"context vectors must have {context_dim} numbers for this model, got {contexts.shape[-1]}")
+    if not torch.isfinite(contexts).all():
+        raise DdpmError("context vectors must be finite numbers (no NaN or infinity)")
+    return contexts.float()[torch.arange(num) % len(contexts)] if len(contexts) != num else contexts.float()
+
+
+def model_cond(config, labels: torch.Tensor | None) -> dict | None:
+    """The model's keyword arguments that ask for classes ``labels`` [n]: y for a class-conditional run, their one-hot
+    context vectors for a run on data.context = onehot, None otherwise (an unconditional model, or one on other
+    context vectors: the null context)."""
+    if labels is None:
+        return None
+    if config.data.context == "onehot":
+        return {"context": one_hot(labels, config.model.context_dim)}
+    return {"y": labels} if config.model.num_classes else None
 
 
 def labels_for(num_classes: int | None, num: int, label: int | None = None) -> torch.Tensor | None:

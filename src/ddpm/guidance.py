@@ -24,15 +24,21 @@ from .errors import DdpmError
 from .parameterization import target_for, to_x0_eps, x0_from_eps
 
 
+def dropped(batch: int, p_uncond: float, generator: torch.Generator | None, device: torch.device,
+            size: int | None = None, part: slice = slice(None)) -> torch.Tensor:
+    """bool [batch]: which examples lose their condition (label or context), each with probability ``p_uncond``
+    (drawn from ``generator``, on its device). Under torchrun the batch is this rank's ``part`` of a global batch of
+    ``size`` (default: batch): the draws are made for all ``size`` and sliced, so they do not depend on the number
+    of ranks."""
+    return rng.rand((size or batch,), generator, device)[part] < p_uncond
+
+
 def drop_labels(y: torch.Tensor, p_uncond: float, null_label: int, generator: torch.Generator | None = None,
                 size: int | None = None, part: slice = slice(None)) -> torch.Tensor:
-    """y [B] with each entry replaced by ``null_label`` with probability ``p_uncond`` (drawn from
-    ``generator``, on its device). Under torchrun y is this rank's ``part`` of a global batch of ``size``
-    (default B): the draws are made for all ``size`` and sliced, so they do not depend on the number of ranks."""
+    """y [B] with each entry replaced by ``null_label`` with probability ``p_uncond`` (``dropped``)."""
     if p_uncond <= 0:
         return y
-    drop = rng.rand((size or len(y),), generator, y.device)[part] < p_uncond
-    return torch.where(drop, torch.full_like(y, null_label), y)
+    return torch.where(dropped(len(y), p_uncond, generator, y.device, size, part), torch.full_like(y, null_label), y)
 
 
 def images_per_sample(num_classes: int | None, weight: float) -> int:
@@ -42,14 +48,16 @@ def images_per_sample(num_classes: int | None, weight: float) -> int:
 
 
 class ClassifierFreeGuidance(nn.Module):
-    """Wraps a class-conditional denoiser: forward(x [B, …], t [B], y [B]) → the guided output [B, …].
+    """Wraps a class- or context-conditional denoiser: forward(x [B, …], t [B], y [B] or context [B, k]) → the guided
+    output [B, …].
 
-    The conditional and unconditional passes run as one batch of 2B. Without labels (y=None) it is the
-    unconditional model; with w = 0 it is the conditional model (one pass). For a model with a learned variance
+    The conditional and unconditional passes run as one batch of 2B: the unconditional half gets the "no label" index
+    ``null_label`` or, for context vectors, ``context_mask`` False (the model's learned null context). Without a
+    condition it is the unconditional model; with w = 0 it is the conditional model (one pass). For a model with a learned variance
     (twice x's channels) only the mean part is guided; the variance part is the conditional pass's, as GLIDE does.
     """
 
-    def __init__(self, model: nn.Module, weight: float, null_label: int, interval: tuple[float, float] = (0.0, 1.0),
+    def __init__(self, model: nn.Module, weight: float, null_label: int | None, interval: tuple[float, float] = (0.0, 1.0),
                  num_timesteps: int | None = None):
         """``interval`` (lo, hi): guide only where the timestep t (an original index in 0..T−1) has lo·T ≤ t ≤ hi·T;
         ``num_timesteps`` T is needed for any interval other than (0, 1)."""
@@ -64,16 +72,24 @@ class ClassifierFreeGuidance(nn.Module):
         self.model, self.weight, self.null_label = model, float(weight), null_label
         self.bounds = None if (lo, hi) == (0.0, 1.0) else (lo * num_timesteps, hi * num_timesteps)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if y is None or self.weight == 0:
-            return self.model(x, t, y)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None,
+                context: torch.Tensor | None = None) -> torch.Tensor:
+        def conditional() -> torch.Tensor:
+            return self.model(x, t, y) if context is None else self.model(x, t, context=context)
+
+        if (y is None and context is None) or self.weight == 0:
+            return conditional()
         w = torch.full((len(x),), self.weight, device=x.device)
         if self.bounds is not None:
             inside = (t >= self.bounds[0]) & (t <= self.bounds[1])
             if not inside.any():  # the whole batch is outside the interval: the conditional pass alone
-                return self.model(x, t, y)
+                return conditional()
             w = w * inside
-        both = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, self.null_label)]))
+        if context is None:
+            both = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, self.null_label)]))
+        else:
+            keep = torch.arange(2 * len(x), device=x.device) < len(x)  # the second half: the null context
+            both = self.model(torch.cat([x, x]), torch.cat([t, t]), context=torch.cat([context, context]), context_mask=keep)
         cond, uncond = both.chunk(2)
         w = w.view(-1, *([1] * (x.ndim - 1))).to(cond.dtype)
         if cond.shape[1] == 2 * x.shape[1]:  # a learned variance: guide the mean part, keep the conditional Σ (GLIDE)
@@ -115,14 +131,15 @@ class ClassifierGuidance(nn.Module):
             (grad,) = torch.autograd.grad(picked, x_in)
         return (self.scale * grad).to(x.dtype)
 
-    def output_and_gradient(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None
+    def output_and_gradient(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, **cond
                             ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(the model's own output at (x_t, t), s ∇_x log p_φ(y | x_t)); no gradient (None) without labels."""
-        out = self.model(x, t, y if self.pass_labels else None)
+        """(the model's own output at (x_t, t) (``cond``, e.g. a context, passed on), s ∇_x log p_φ(y | x_t)); no
+        gradient (None) without labels."""
+        out = self.model(x, t, y if self.pass_labels else None, **cond)
         return out, (None if y is None else self.gradient(x, t, y))
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        out, grad = self.output_and_gradient(x, t, y)
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, **cond) -> torch.Tensor:
+        out, grad = self.output_and_gradient(x, t, y, **cond)
         if grad is None:
             return out
         mean, variance = (out, None) if out.shape[1] == x.shape[1] else out.chunk(2, dim=1)

@@ -6,6 +6,7 @@ Imports nothing of ddpm but its errors; everything that writes files imports it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import zipfile
@@ -80,14 +81,29 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Every array of an .npz file (no pickles), read in full; a missing, empty, truncated or foreign file is one
     DdpmError naming it."""
+    def read(f) -> dict[str, np.ndarray]:
+        return {name: f[name] for name in f.files}
+
+    return _read_numpy(path, ".npz", read)
+
+
+def read_npy(path: str | Path) -> np.ndarray:
+    """The array of a .npy file (no pickles); a missing, empty, truncated or foreign file is one DdpmError naming it."""
+    return _read_numpy(path, ".npy", lambda array: array)
+
+
+def _read_numpy(path: str | Path, kind: str, read):
     try:
-        with np.load(path, allow_pickle=False) as f:
-            return {name: f[name] for name in f.files}
+        with contextlib.ExitStack() as stack:
+            loaded = np.load(path, allow_pickle=False)
+            if hasattr(loaded, "close"):  # an .npz archive: closed once its arrays are read
+                stack.callback(loaded.close)
+            return read(loaded)
     except FileNotFoundError:
         raise DdpmError(f"{path} does not exist") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         reason = "it is empty" if isinstance(e, EOFError) else f"{type(e).__name__}: {e}"
-        raise DdpmError(f"{path} is not a readable .npz file ({reason})") from None
+        raise DdpmError(f"{path} is not a readable {kind} file ({reason})") from None
 
 
 def _fsync_dir(folder: Path) -> None:

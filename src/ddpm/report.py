@@ -11,14 +11,16 @@ from typing import Any
 
 import torch
 
-from .checkpoint import resolve_checkpoint
+from .checkpoint import load_config, load_weights, resolve_checkpoint
 from .data import load_dataset
 from .evaluate import table_cells
-from .generate import generate, labels_for
+from .generate import generate, labels_for, model_cond
 from .guidance import ClassifierFreeGuidance, images_per_sample
 from .io import atomic_write_text, check_writable
 from .models import build_schedule, load_model
+from .nets import is_classifier
 from .viz import plots, process, save_grid
+from .viz.guidance import guidance_sweep, interpolation_strip, sweep_gif, sweep_panel
 from .viz.images import save_image
 
 
@@ -27,6 +29,11 @@ from .viz.images import save_image
 REVERSE_SAMPLES = 4
 COMPARISON_SAMPLES = 8
 COMPARISON_STEPS = 20
+# A conditional run's guidance sweep: one sample of each class (at most GUIDANCE_SAMPLES) per weight, with the run's
+# sampler; a onehot-context run's interpolation strip: INTERPOLATION_ROWS noises × INTERPOLATION_FRAMES contexts.
+GUIDANCE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+GUIDANCE_SAMPLES = 10
+INTERPOLATION_ROWS, INTERPOLATION_FRAMES = 3, 8
 
 
 def network_evaluations(config, full_ddpm: bool) -> int:
@@ -35,8 +42,15 @@ def network_evaluations(config, full_ddpm: bool) -> int:
     s, T = config.sample, config.diffusion.num_timesteps
     rows = [T if options.get("steps", 0) is None else min(COMPARISON_STEPS, T)
             for _, _, options in process.SAMPLER_ROWS if full_ddpm or options.get("steps", 0) is not None]
-    per_step = images_per_sample(config.model.num_classes, s.guidance)
-    return (REVERSE_SAMPLES * (s.steps or T) + COMPARISON_SAMPLES * sum(rows)) * per_step
+    k = config.classes_shown()
+    per_step = images_per_sample(k, s.guidance)
+    steps = s.steps or T
+    evaluations = (REVERSE_SAMPLES * steps + COMPARISON_SAMPLES * sum(rows)) * per_step
+    if k:
+        evaluations += sum(images_per_sample(k, w) for w in GUIDANCE_WEIGHTS) * min(k, GUIDANCE_SAMPLES) * steps
+    if config.data.context == "onehot" and k > 1:
+        evaluations += INTERPOLATION_ROWS * INTERPOLATION_FRAMES * steps * per_step
+    return evaluations
 
 
 def _data_uri(path: Path) -> str:
@@ -51,13 +65,14 @@ def make_pictures(run_dir: Path, out: Path, model: torch.nn.Module, config, *, d
     instead of drawing new ones."""
     pictures: dict[str, Path] = {}
     d, s = config.data, config.sample
-    k = config.model.num_classes
+    k = config.classes_shown()
     net = model
     if k and s.guidance:  # every picture samples as the run's [sample] settings say, guidance included
-        model = ClassifierFreeGuidance(model, s.guidance, null_label=k)
+        model = ClassifierFreeGuidance(model, s.guidance, null_label=config.model.num_classes)
     schedule = build_schedule(config).to(device)
     shape = (d.channels, d.image_size, d.image_size)
-    cond = {"y": torch.arange(COMPARISON_SAMPLES, device=device) % k} if k else None
+    cond = model_cond(config, labels_for(k, COMPARISON_SAMPLES))
+    cond = None if cond is None else {key: value.to(device) for key, value in cond.items()}
     T = config.diffusion.num_timesteps
 
     log("report: schedules and forward process")
@@ -75,7 +90,8 @@ def make_pictures(run_dir: Path, out: Path, model: torch.nn.Module, config, *, d
     log(f"report: reverse trajectory ({s.sampler}, {s.steps} steps)")
     record, final = process.reverse_trajectory(model, schedule, shape, num=REVERSE_SAMPLES, sampler=s.sampler,
                                                steps=s.steps, **config.diffusion.model_options(), clip_x0=s.clip_x0,
-                                               cond={"y": cond["y"][:REVERSE_SAMPLES]} if cond else None, device=device)
+                                               cond={key: value[:REVERSE_SAMPLES] for key, value in cond.items()} if cond else None,
+                                               device=device)
     pictures["reverse_gif"] = process.trajectory_gif(record, final, out / "reverse.gif")
     pictures["reverse_strip"] = save_image(process.trajectory_strip(record, final), out / "reverse.png")
     log(f"report: sampler comparison{' (incl. all ' + str(T) + ' DDPM steps)' if full_ddpm else ''}")
@@ -88,6 +104,22 @@ def make_pictures(run_dir: Path, out: Path, model: torch.nn.Module, config, *, d
         samples = generate(net, schedule, num=num, shape=shape, **s.generate_options(), **config.diffusion.model_options(),
                            labels=labels_for(k, num), device=device)
     pictures["samples"] = save_grid(samples, out / "samples.png", nrow=k or 8, scale=2)
+    if k:
+        log(f"report: guidance sweep (w = {', '.join(f'{w:g}' for w in GUIDANCE_WEIGHTS)})")
+        sweep_cond = model_cond(config, labels_for(k, min(k, GUIDANCE_SAMPLES)))
+        finals, records = guidance_sweep(net, schedule, shape, GUIDANCE_WEIGHTS, cond={key: v.to(device) for key, v in sweep_cond.items()},
+                                         sampler=s.sampler, steps=s.steps, **config.diffusion.model_options(), clip_x0=s.clip_x0,
+                                         null_label=config.model.num_classes, device=device,
+                                         interval=(s.guidance_from, s.guidance_to))
+        pictures["guidance"] = save_image(sweep_panel(finals, GUIDANCE_WEIGHTS, "w"), out / "guidance.png")
+        pictures["guidance_gif"] = sweep_gif(records, finals, GUIDANCE_WEIGHTS, "w", out / "guidance.gif")
+    if config.data.context == "onehot" and k > 1:
+        log("report: context interpolation")
+        c0, c1 = (model_cond(config, torch.tensor([label]))["context"][0] for label in (0, 1))
+        pictures["interpolation"] = save_image(interpolation_strip(
+            net, schedule, shape, c0, c1, frames=INTERPOLATION_FRAMES, rows=INTERPOLATION_ROWS, guidance=s.guidance,
+            sampler=s.sampler, steps=s.steps, **config.diffusion.model_options(), clip_x0=s.clip_x0, device=device),
+            out / "interpolation.png")
     if [e for e in evals if "fid" in e or "domain_fid" in e]:
         pictures["metrics_vs_steps"] = plots.plot_metrics_vs_steps(evals, out / "metrics_vs_steps.png")
     nll = [e for e in evals if "nll_terms_bpd" in e]
@@ -96,9 +128,31 @@ def make_pictures(run_dir: Path, out: Path, model: torch.nn.Module, config, *, d
     return pictures
 
 
+def make_classifier_pictures(run_dir: Path, out: Path, config) -> dict[str, Path]:
+    """The pictures of a noise-aware classifier's run: its accuracy on noisy test images per band of t (the last
+    ``classifier_eval`` record), its training loss (cross-entropy) and the loss per timestep over training."""
+    pictures: dict[str, Path] = {}
+    evals = plots.read_records(run_dir, "classifier_eval")
+    if evals:
+        pictures["classifier_accuracy"] = plots.plot_classifier_accuracy(evals[-1], out / "classifier_accuracy.png")
+    if plots.read_records(run_dir, "train"):
+        pictures["loss"] = plots.plot_loss(run_dir, out / "loss.png")
+        pictures["loss_heatmap"] = plots.plot_loss_heatmap(run_dir, out / "loss_heatmap.png")
+    pictures["schedules"] = plots.plot_schedules(out / "schedules.png", config.diffusion.num_timesteps)
+    return pictures
+
+
 SECTIONS = [
+    ("classifier_accuracy", "Classifier accuracy on noisy test images", "Each test image classified once per band of "
+     "timesteps, at a t drawn in the band with fresh noise; ± 2 binomial standard errors. Guidance uses the classifier's "
+     "gradient at every t the sampler visits: where it is near chance, it can only push towards its bias."),
     ("samples", "Samples", "From the EMA weights with the run's [sample] settings; a class-conditional run shows one "
      "class per column, with its classifier-free guidance weight."),
+    ("guidance", "Guidance strength", "The same noise (x_T and every step's) sampled at each classifier-free guidance "
+     "weight w, one class per column: w = 0 is the plain conditional model; larger w trades diversity for fidelity."),
+    ("guidance_gif", "Guidance strength, the reverse processes side by side", ""),
+    ("interpolation", "From one context to another", "c = (1 − λ)·c₁ + λ·c₂ with c₁, c₂ the one-hot vectors of the "
+     "first two classes and λ from 0 to 1 (columns); each row holds its noise fixed."),
     ("progress", "Training progress", "The same fixed latent sampled at every saved grid: one frame per grid."),
     ("loss", "Training loss", ""),
     ("loss_heatmap", "Loss per timestep over training", "Which noise levels the model has learned, and when."),
@@ -122,9 +176,14 @@ def write_report(run_dir: str | Path, *, device="cpu", full_ddpm: bool = True, l
     started = time.time()
     checkpoint = resolve_checkpoint(run_dir)
     check_writable(run_dir / "report")  # before drawing pictures that could not be saved
-    model, config, step = load_model(checkpoint, device=device)
-    pictures = make_pictures(run_dir, run_dir / "report", model, config, device=device, full_ddpm=full_ddpm, log=log,
-                             samples=samples)
+    config = load_config(checkpoint)
+    if is_classifier(config.model):
+        step = load_weights(checkpoint)[3]
+        pictures = make_classifier_pictures(run_dir, run_dir / "report", config)
+    else:
+        model, config, step = load_model(checkpoint, device=device)
+        pictures = make_pictures(run_dir, run_dir / "report", model, config, device=device, full_ddpm=full_ddpm, log=log,
+                                 samples=samples)
     train, evals = plots.read_log(run_dir)
     parts = [f"<h1>ddpm run: {html.escape(run_dir.name)}</h1>",
              f"<p>checkpoint step {step} ({html.escape(checkpoint.name)}); "

@@ -8,7 +8,7 @@ directory) and ``folder`` (any image folder, class subfolders as labels).
 from __future__ import annotations
 
 import importlib.metadata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DdpmError
-from .folder import read_image_folder
+from . import context
+from .folder import read_image_folder, split_files
 from .formats import read_cifar_batch, read_idx, read_mnist_bundle
 
 DATASETS = ("mnist", "mnist-idx", "fashion-mnist", "cifar10", "folder")
@@ -43,12 +44,14 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class ImageData:
-    """images uint8 [N, C, H, W]; labels int64 [N] or None; class_names (empty when unlabelled)."""
+    """images uint8 [N, C, H, W]; labels int64 [N] or None; class_names (empty when unlabelled); contexts float32
+    [N, k] or None (``data.context``)."""
 
     name: str
     images: torch.Tensor
     labels: torch.Tensor | None
     class_names: list[str]
+    contexts: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -56,6 +59,15 @@ class ImageData:
     @property
     def num_classes(self) -> int | None:
         return len(self.class_names) or None
+
+    @property
+    def context_dim(self) -> int | None:
+        return None if self.contexts is None else self.contexts.shape[1]
+
+    def subset(self, index: torch.Tensor) -> "ImageData":
+        """The images (and their labels and contexts) at ``index``."""
+        pick = lambda values: None if values is None else values[index]  # noqa: E731
+        return ImageData(self.name, self.images[index], pick(self.labels), self.class_names, pick(self.contexts))
 
     @property
     def channels(self) -> int:
@@ -125,10 +137,13 @@ def load_dataset(
     limit: int | None = None,
     seed: int = 0,
     test_fraction: float = 0.1,
+    context: str | None = None,
 ) -> ImageData:
     """Load a dataset split; optionally resize to ``image_size``, convert to ``channels`` and keep a
     random subset of ``limit`` images (the same subset for the same seed). ``test_fraction``: the share of a
-    ``folder`` dataset held out as its test split (see ``folder.split_files``); other datasets have their own."""
+    ``folder`` dataset held out as its test split (see ``folder.split_files``); other datasets have their own.
+    ``context`` (``data.context``: onehot, json or a .npy file, ``data.context``) attaches one vector per image of the
+    training split, read before the subset is taken (so a file's rows follow the dataset's own order)."""
     if name not in DATASETS:
         raise DdpmError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     if split not in SPLITS:
@@ -158,13 +173,27 @@ def load_dataset(
         raise DdpmError(f"dataset {name!r} has labels outside 0..{len(classes) - 1}")
     data = ImageData(name, torch.from_numpy(np.ascontiguousarray(images)),
                      torch.from_numpy(labels) if labels is not None else None, list(classes) if labels is not None else [])
+    if context is not None and split == "train":
+        data = replace(data, contexts=read_contexts(context, data, lambda: split_files(root, split, test_fraction)[0]))
     if limit is not None:
         if limit < 1:
             raise DdpmError(f"limit must be a positive number of images, got {limit}")
         keep = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[: min(limit, len(data))]
         keep, _ = keep.sort()
-        data = ImageData(data.name, data.images[keep], data.labels[keep] if data.labels is not None else None, data.class_names)
+        data = data.subset(keep)
     return convert(data, image_size, channels)
+
+
+def read_contexts(spec: str, data: ImageData, folder_files) -> torch.Tensor:
+    """The context vectors [N, k] ``spec`` names for ``data`` (``folder_files()``: a folder dataset's image paths)."""
+    context.check_context_source(spec)
+    if spec == "onehot":
+        return context.onehot(data.labels, data.num_classes, data.name)
+    if spec == "json":
+        if data.name != "folder":
+            raise DdpmError(f"data.context = json reads sidecars beside the images of a folder dataset, not {data.name!r}")
+        return context.from_sidecars(folder_files())
+    return context.from_npy(spec, len(data))
 
 
 def convert(data: ImageData, image_size: int | None, channels: int | None) -> ImageData:
@@ -182,4 +211,4 @@ def convert(data: ImageData, image_size: int | None, channels: int | None) -> Im
         resized = [F.interpolate(chunk.float(), size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
                    for chunk in images.split(4096)]
         images = torch.cat(resized).round().clamp(0, 255).to(torch.uint8)
-    return ImageData(data.name, images, data.labels, data.class_names)
+    return replace(data, images=images)

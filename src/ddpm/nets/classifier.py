@@ -48,6 +48,8 @@ class NoisyClassifier(Encoder):
             raise DdpmError("ClassifierConfig.image_size must be set to build a classifier")
         if not config.num_classes:
             raise DdpmError("a classifier needs its number of classes (model.num_classes, from labelled data)")
+        if config.context_dim:
+            raise DdpmError("a classifier takes no context vector (model.context_dim); it reads the class from x_t")
         self.config = c = config
         emb_dim = 4 * c.base_channels if c.use_time else None
         self.build_time_embedding(c, emb_dim)

@@ -13,6 +13,7 @@ from ..validation import IMAGE_SIZE, POSITIVE_INT, UNIT_HALF_OPEN, bounded, chec
 from .layers import AttentionBlock, ResBlock, group_norm, timestep_embedding, zero_init
 
 TimeConditioning = Literal["adagn", "add"]
+ContextConditioning = Literal["scale", "adagn"]
 
 
 @dataclass
@@ -40,6 +41,12 @@ class UNetConfig:
     use_time: bool = True  # False removes the time input entirely (the "no t" ablation)
     rescale_skip: bool = False  # divide residual sums by √2 (NCSN++; DDPM's blocks return x + h)
     num_classes: int | None = bounded(None, POSITIVE_INT)  # class conditioning; index num_classes means "no label"
+    # conditioning on a float vector c ∈ R^k (from data.context); a learned null vector stands for "no context"
+    context_dim: int | None = bounded(None, POSITIVE_INT)
+    # how c enters: "scale" multiplies the decoder's features by (1 + s_i(c)) before each up block (the write-up's
+    # "context multiplied into the up-sampling blocks, time embedding added"); "adagn" adds c's embedding to the time
+    # embedding, so it scales and shifts every residual block's normalisation (as the labels do)
+    context_conditioning: ContextConditioning = "scale"
     norm_groups: int = bounded(32, POSITIVE_INT)
     # Side of the square pixel patches folded into channels before the first level (pixel-unshuffle) and
     # unfolded after the last (pixel-shuffle): 2 runs the whole net at half resolution, about 4× fewer
@@ -67,6 +74,8 @@ class UNetConfig:
             raise bad("channel_mults must list at least one level")
         if self.time_conditioning not in ("adagn", "add"):
             raise bad(f"time_conditioning must be 'adagn' or 'add', got {self.time_conditioning!r}")
+        if self.context_conditioning not in ("scale", "adagn"):
+            raise bad(f"context_conditioning must be 'scale' or 'adagn', got {self.context_conditioning!r}")
         if self.image_size is None:
             return  # the rules below need the image size, which a run config learns from its data
         if self.image_size % self.patch_size:
@@ -140,8 +149,11 @@ class UNet(Encoder):
     """ADM-style U-Net: residual blocks with time (and label) embedding, attention at chosen resolutions,
     optionally working on p×p pixel patches folded into channels (``patch_size``).
 
-    forward(x [B, C, H, W], t [B] int timesteps, y [B] int labels or None) → [B, C_out, H, W].
-    With class conditioning, y = num_classes (or y=None) is the "no label" input of classifier-free guidance.
+    forward(x [B, C, H, W], t [B] int timesteps, y [B] int labels or None, context [B, k] floats or None,
+    context_mask [B] bool or None) → [B, C_out, H, W].
+    With class conditioning, y = num_classes (or y=None) is the "no label" input of classifier-free guidance. With
+    context vectors (``context_dim`` = k), a learned null vector replaces the rows where ``context_mask`` is False (or
+    every row when context=None), then a small MLP embeds c into the embedding width (``embed_context``).
     ``out_channels`` (default: in_channels, an ε, x₀ or v prediction) is decided by what the diffusion
     model predicts, not by the network's config.
     """
@@ -152,14 +164,16 @@ class UNet(Encoder):
             raise DdpmError("UNetConfig.image_size must be set to build a U-Net")
         self.config = c = config
         ch = c.base_channels
-        emb_dim = 4 * ch if (c.use_time or c.num_classes) else None
+        emb_dim = 4 * ch if (c.use_time or c.num_classes or c.context_dim) else None
         self.build_time_embedding(c, emb_dim)
         self.label_embed = nn.Embedding(c.num_classes + 1, emb_dim) if c.num_classes else None
         *skips, cur = self.build_encoder(c, emb_dim)  # built in this order, the weights' initial draws are as before
         resolutions = c.resolutions()
         self.up = nn.ModuleList()
+        scaled: list[int] = []  # the channels of h entering each up block ("scale" context conditioning)
         for level, mult in reversed(list(enumerate(c.channel_mults))):
             for i in range(c.num_res_blocks + 1):
+                scaled.append(cur)
                 blocks = [self.res_block(cur + skips.pop(), ch * mult, emb_dim)]
                 cur = ch * mult
                 if resolutions[level] in c.attention_resolutions:
@@ -169,6 +183,12 @@ class UNet(Encoder):
                 self.up.append(nn.ModuleList(blocks))
         patch_area = c.patch_size**2
         self.out = nn.Sequential(group_norm(cur, c.norm_groups), nn.SiLU(), zero_init(nn.Conv2d(cur, (out_channels or c.in_channels) * patch_area, 3, padding=1)))
+        self.context_embed = self.null_context = self.context_scales = None
+        if c.context_dim:
+            self.null_context = nn.Parameter(torch.zeros(c.context_dim))
+            self.context_embed = nn.Sequential(nn.Linear(c.context_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+            if c.context_conditioning == "scale":  # zero-initialised: training starts from the unscaled decoder
+                self.context_scales = nn.ModuleList(zero_init(nn.Linear(emb_dim, channels)) for channels in scaled)
 
     def embed(self, t: torch.Tensor, y: torch.Tensor | None, batch: int, device: torch.device) -> torch.Tensor | None:
         emb = self.time_embedding(t)
@@ -181,10 +201,35 @@ class UNet(Encoder):
             raise ValueError("this model is unconditional (num_classes=None) but labels y were given")
         return emb
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    def embed_context(self, context: torch.Tensor | None, mask: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """The context embedding [B, E] of c [B, k]: the learned null vector where ``mask`` [B] is False or c is None."""
+        k = self.config.context_dim
+        null = self.null_context.expand(batch, k)
+        if context is None:
+            return self.context_embed(null)
+        if context.shape != (batch, k):
+            raise ValueError(f"context must be [{batch}, {k}], got {list(context.shape)}")
+        context = context.to(null.dtype)
+        if mask is not None:
+            context = torch.where(mask.view(-1, 1), context, null)
+        return self.context_embed(context)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, context: torch.Tensor | None = None,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.embed(t, y, x.shape[0], x.device)
+        scales = None
+        if self.context_embed is not None:
+            c_emb = self.embed_context(context, context_mask, x.shape[0])
+            if self.context_scales is None:  # "adagn": into every block's embedding, beside t (and y)
+                emb = c_emb if emb is None else emb + c_emb
+            else:
+                scales = [1 + layer(F.silu(c_emb))[:, :, None, None] for layer in self.context_scales]
+        elif context is not None:
+            raise ValueError("this model takes no context (context_dim=None) but a context was given")
         h, hs = self.encode(x, emb)
-        for blocks in self.up:
+        for i, blocks in enumerate(self.up):
+            if scales is not None:  # "scale": the decoder's features multiplied by the context (write-up's cemb·up)
+                h = h * scales[i].to(h.dtype)
             h = torch.cat([h, hs.pop()], dim=1)
             for block in blocks:
                 h = block(h, emb) if isinstance(block, ResBlock) else block(h)

@@ -10,7 +10,7 @@ import torch
 
 from .. import distributed
 from ..config import RunConfig, TrainConfig
-from ..guidance import drop_labels
+from ..guidance import drop_labels, dropped
 from ..nets import is_classifier
 from ..objectives import classifier_loss, sample_timesteps_uniform, training_loss
 from ..schedules import NoiseSchedule
@@ -55,11 +55,18 @@ class StepResult:
     correct: torch.Tensor | None = None
 
 
+def _condition(y: torch.Tensor | None, context: torch.Tensor | None, keep: torch.Tensor | None, chunk: slice) -> dict | None:
+    """The model's keyword arguments for one micro-batch: its labels, or its context vectors and which are kept."""
+    if context is not None:
+        return {"context": context[chunk], "context_mask": keep[chunk]}
+    return {"y": y[chunk]} if y is not None else None
+
+
 def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, schedule: NoiseSchedule, x: torch.Tensor, y: torch.Tensor | None, *,
                config: RunConfig, step: int, noise_gen: torch.Generator,
-               timestep_sampler: TimestepSampler | None = None) -> StepResult:
-    """One step on this process's part x [b, C, H, W] (labels y [b] or None) of the global batch of b·N examples
+               timestep_sampler: TimestepSampler | None = None, context: torch.Tensor | None = None) -> StepResult:
+    """One step on this process's part x [b, C, H, W] (labels y [b] or None, context vectors [b, k] or None) of the global batch of b·N examples
     (N processes, ``ddpm.distributed``; b = train.batch_size with one) at optimiser step ``step``.
 
     The random draws (label dropout, t from ``timestep_sampler`` or uniform, the noise) are made for the whole
@@ -74,6 +81,9 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
     classifier = is_classifier(config.model)
     if y is not None and not classifier:  # classifier-free guidance: the same net also learns ε(x_t, ∅)
         y = drop_labels(y, t.label_dropout, config.model.num_classes, noise_gen, size=size, part=part)
+    keep_context = None
+    if context is not None:  # the same for context vectors: the learned null context where dropped
+        keep_context = ~dropped(b, t.label_dropout, noise_gen, x.device, size, part)
     for group in optimizer.param_groups:
         group["lr"] = lr_at(t, step)
     if timestep_sampler is None:  # uniform, without a sampler object built on every step
@@ -93,7 +103,7 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
         with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = classifier_loss(model, schedule, x[chunk], y[chunk], t=t_steps[chunk], noise=noise[chunk]) if classifier else training_loss(model, schedule, x[chunk], prediction=d.prediction, variance=d.variance, loss=d.loss,
                                 t=t_steps[chunk], noise=noise[chunk], weights=None if weights is None else weights[chunk],
-                                cond={"y": y[chunk]} if y is not None else None, min_snr_gamma=d.min_snr_gamma)
+                                cond=_condition(y, context, keep_context, chunk), min_snr_gamma=d.min_snr_gamma)
         outs.append(out)
         loss = out["loss"].mean() / t.accumulate
         # one rank's non-finite loss skips the step on all (a rank leaving out its backward would hang the others)

@@ -49,7 +49,7 @@ class Interrupted(Exception):
 def progress_grid_size(config: RunConfig) -> int:
     """Images in each progress grid: train.progress_samples, at most sample.num; for a conditional run whole
     rows of the K classes (one class per column), at least one row."""
-    k, n = config.model.num_classes, min(config.train.progress_samples, config.sample.num)
+    k, n = config.classes_shown(), min(config.train.progress_samples, config.sample.num)
     return max(k, n - n % k) if k else n
 
 
@@ -57,7 +57,9 @@ def resolve_config(config: RunConfig, data: ImageData) -> RunConfig:
     """Fill what the data decides: image size, channels and, for conditional runs, the class count."""
     if config.data.conditional and data.num_classes is None:
         raise DdpmError(f"data.conditional is set but dataset {data.name!r} has no labels")
-    return config.resolved(data.image_size, data.channels, data.num_classes)
+    if config.data.context is not None and data.contexts is None:
+        raise DdpmError(f"data.context = {config.data.context!r} but the training data {data.name!r} came without its vectors")
+    return config.resolved(data.image_size, data.channels, data.num_classes, data.context_dim)
 
 
 def data_on_device(data: ImageData, device: torch.device, share: float = 0.25) -> ImageData:
@@ -67,7 +69,8 @@ def data_on_device(data: ImageData, device: torch.device, share: float = 0.25) -
     free, _ = torch.cuda.mem_get_info(device)
     if data.images.numel() > share * free:
         return data
-    return replace(data, images=data.images.to(device), labels=None if data.labels is None else data.labels.to(device))
+    on = lambda values: None if values is None else values.to(device)  # noqa: E731
+    return replace(data, images=data.images.to(device), labels=on(data.labels), contexts=on(data.contexts))
 
 
 class LogWindow:
@@ -139,7 +142,7 @@ class Trainer:
         d = config.data
         self.data = data or load_dataset(d.dataset, root=d.data_dir, split="train", image_size=d.image_size,
                                          channels=d.channels, limit=d.limit, seed=config.train.seed,
-                                         test_fraction=d.test_fraction)
+                                         test_fraction=d.test_fraction, context=d.context)
         self.config = resolve_config(config, self.data)
         t = self.config.train
         if device.type == "cuda":
@@ -221,19 +224,22 @@ class Trainer:
         return path
 
     # -- pieces of the loop --------------------------------------------------------------------
-    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """This rank's slice of the next global batch (the whole of it in one process)."""
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """This rank's slice of the next global batch (the whole of it in one process): x, labels (a class-conditional
+        run or a classifier), context vectors (a run on data.context)."""
         index = self.data_order.next(self.config.train.batch_size)
         start, stop = distributed.shard(len(index), self.world)
         x, y = self.data.batch(index[start:stop], self.device)
         if self.config.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, (y if self.config.model.num_classes else None)
+        context = None if self.data.contexts is None else self.data.contexts[index[start:stop].to(self.data.contexts.device)].to(self.device)
+        return x, (y if self.config.model.num_classes else None), context
 
     def class_cycle(self, num: int) -> torch.Tensor | None:
-        """Labels 0, 1, …, K−1, 0, 1, … [num] for a class-conditional run (a grid of K columns then has one
-        class per column); None for an unconditional one."""
-        return labels_for(self.config.model.num_classes, num)
+        """Labels 0, 1, …, K−1, 0, 1, … [num] for a class-conditional (or one-hot context) run (a grid of K columns
+        then has one class per column); None for an unconditional one (or one on other context vectors: its grids
+        show the null context, unconditional samples)."""
+        return labels_for(self.config.classes_shown(), num)
 
     def sample_ema(self, num: int, *, seed: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 samples [num, C, H, W] from the EMA weights with the run's [sample] settings."""
@@ -246,7 +252,7 @@ class Trainer:
         if not self.world.is_main:
             return None
         images = self.sample_ema(progress_grid_size(self.config), seed=self.progress_seed, labels=self.progress_labels)
-        return save_grid(images, self.out / "progress" / f"step_{self.step:07d}.png", nrow=self.config.model.num_classes)
+        return save_grid(images, self.out / "progress" / f"step_{self.step:07d}.png", nrow=self.config.classes_shown())
 
     def _log(self, log, window: LogWindow, skipped: int) -> LogWindow:
         now = time.time()
@@ -326,10 +332,10 @@ class Trainer:
                 if code:
                     stop_reason = "time budget" if code == STOP_TIME else (reason or "stop_when")
                     break
-                x, y = self.next_batch()
+                x, y, context = self.next_batch()
                 result = train_step(self.net, self.ema, self.optimizer, self.scaler, self.schedule, x, y,
                                     config=self.config, step=self.step, noise_gen=self.noise_gen,
-                                    timestep_sampler=self.timestep_sampler)
+                                    timestep_sampler=self.timestep_sampler, context=context)
                 if not result.applied:
                     skipped += 1
                     bad_in_a_row += result.reason == "non-finite"
