@@ -298,3 +298,9 @@ def test_classifier_of_other_images_schedule_or_classes_is_refused(runs, section
     with pytest.raises(DdpmError, match="trained for other images or another diffusion") as e:
         load_classifier(runs / "clf", other)
     assert said in str(e.value)
+
+
+def test_the_report_of_a_classifier_draws_its_accuracy_per_band(runs):
+    assert main(["report", str(runs / "clf")]) == 0
+    page = (runs / "clf" / "report.html").read_text()
+    assert "Classifier accuracy on noisy test images" in page and (runs / "clf" / "report" / "classifier_accuracy.png").exists()

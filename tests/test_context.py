@@ -254,3 +254,47 @@ def test_a_context_for_a_model_without_one_and_a_short_file_for_training_are_ref
                  "--quiet"]) == 2
     assert "has 10 rows but the training split has 60000 images" in capsys.readouterr().err
     assert not (tmp_path / "new").exists()
+
+
+def test_the_guidance_sweep_rows_are_the_samples_of_each_weight_from_the_same_noise():
+    """Each row of ``viz guidance`` is exactly what ``generate`` draws at that weight with the same seed."""
+    from ddpm.viz.guidance import guidance_sweep
+
+    net, schedule = context_net("scale", k=10), NoiseSchedule.from_name("linear", 50)
+    labels = torch.arange(4)
+    weights = (0.0, 1.0, 3.0)
+    finals, records = guidance_sweep(net, schedule, (1, 8, 8), weights, cond={"context": one_hot(labels, 10)},
+                                     sampler="ddpm", steps=5, seed=7)
+    assert finals.shape == (3, 4, 1, 8, 8) and len(records) == 3 and len(records[0].steps) == 5
+    for row, w in zip(finals, weights):
+        assert torch.equal(row, generate(net, schedule, num=4, shape=(1, 8, 8), sampler="ddpm", steps=5, labels=labels,
+                                         guidance=w, seed=7))
+    assert not torch.equal(finals[0], finals[2])
+
+
+def test_the_interpolation_holds_each_row_s_noise_and_ends_at_both_contexts():
+    """Column 0 is c₁'s samples and the last column c₂'s, exactly as ``generate`` draws them (row r: sample r's noise);
+    the columns between differ from both."""
+    from ddpm.viz.guidance import interpolation_cells, interpolation_strip
+
+    net, schedule = context_net("adagn", k=10), NoiseSchedule.from_name("linear", 50)
+    c1, c2 = one_hot(torch.tensor([3]), 10)[0], one_hot(torch.tensor([5]), 10)[0]
+    cells = interpolation_cells(net, schedule, (1, 8, 8), c1, c2, frames=4, rows=2, sampler="ddim", steps=4, seed=1)
+    assert cells.shape == (2, 4, 1, 8, 8)
+    common = dict(num=2, shape=(1, 8, 8), sampler="ddim", steps=4, seed=1, clip_x0=True)
+    assert torch.equal(cells[:, 0], generate(net, schedule, contexts=c1[None], **common))
+    assert torch.equal(cells[:, -1], generate(net, schedule, contexts=c2[None], **common))
+    assert not torch.equal(cells[:, 1], cells[:, 0]) and not torch.equal(cells[:, 1], cells[:, -1])
+    assert interpolation_strip(cells, scale=1).size[0] > 4 * 8
+
+
+def test_viz_guidance_and_interpolation_from_the_command_line(context_run, tmp_path, capsys):
+    out = tmp_path / "w.png"
+    assert main(["viz", "guidance", str(context_run), "--out", str(out), "--weights", "0,2", "--num", "3", "--steps", "2"]) == 0
+    assert out.exists() and out.with_suffix(".gif").exists()
+    strip = tmp_path / "walk.png"
+    assert main(["viz", "interpolation", str(context_run), "--between", "3", "5", "--frames", "3", "--num", "2", "--steps", "2",
+                 "--out", str(strip)]) == 0
+    assert strip.exists()
+    assert main(["viz", "interpolation", str(context_run), "--between", "3", "1,0", "--out", str(tmp_path / "x.png")]) == 2
+    assert "must have 10 numbers" in capsys.readouterr().err

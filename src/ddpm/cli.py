@@ -571,15 +571,15 @@ def cmd_viz(args: argparse.Namespace) -> int:
         options = dict(**config.diffusion.model_options(), seed=args.seed, cond=cond, device=device,
                        clip_x0=config.sample.clip_x0)
         if args.what == "interpolation":
-            from .viz.guidance import interpolation_strip
+            from .viz.guidance import interpolation_cells, interpolation_strip
 
             if args.between is None:
                 raise DdpmError("ddpm viz interpolation needs --between C1 C2 (two classes of a onehot run, or two vectors)")
             start, end = (_context_of(text, config) for text in args.between)
-            save_image(interpolation_strip(model, schedule, shape, start, end, frames=args.frames, rows=args.num,
-                                           guidance=config.sample.guidance, sampler=args.sampler, steps=args.steps,
-                                           **config.diffusion.model_options(), clip_x0=config.sample.clip_x0, seed=args.seed,
-                                           device=device), out)
+            save_image(interpolation_strip(interpolation_cells(
+                model, schedule, shape, start, end, frames=args.frames, rows=args.num, guidance=config.sample.guidance,
+                sampler=args.sampler, steps=args.steps, **config.diffusion.model_options(), clip_x0=config.sample.clip_x0,
+                seed=args.seed, device=device)), out)
         elif args.what == "reverse":
             record, final = process.reverse_trajectory(model, schedule, shape, num=args.num, sampler=args.sampler,
                                                        steps=args.steps, **options)

@@ -20,7 +20,7 @@ from .io import atomic_write_text, check_writable
 from .models import build_schedule, load_model
 from .nets import is_classifier
 from .viz import plots, process, save_grid
-from .viz.guidance import guidance_sweep, interpolation_strip, sweep_gif, sweep_panel
+from .viz.guidance import guidance_sweep, interpolation_cells, interpolation_strip, sweep_gif, sweep_panel
 from .viz.images import save_image
 
 
@@ -116,9 +116,9 @@ def make_pictures(run_dir: Path, out: Path, model: torch.nn.Module, config, *, d
     if config.data.context == "onehot" and k > 1:
         log("report: context interpolation")
         c0, c1 = (model_cond(config, torch.tensor([label]))["context"][0] for label in (0, 1))
-        pictures["interpolation"] = save_image(interpolation_strip(
+        pictures["interpolation"] = save_image(interpolation_strip(interpolation_cells(
             net, schedule, shape, c0, c1, frames=INTERPOLATION_FRAMES, rows=INTERPOLATION_ROWS, guidance=s.guidance,
-            sampler=s.sampler, steps=s.steps, **config.diffusion.model_options(), clip_x0=s.clip_x0, device=device),
+            sampler=s.sampler, steps=s.steps, **config.diffusion.model_options(), clip_x0=s.clip_x0, device=device)),
             out / "interpolation.png")
     if [e for e in evals if "fid" in e or "domain_fid" in e]:
         pictures["metrics_vs_steps"] = plots.plot_metrics_vs_steps(evals, out / "metrics_vs_steps.png")

@@ -68,12 +68,13 @@ def sweep_gif(records: list[Trajectory], finals: torch.Tensor, weights: Sequence
     return save_gif(frames, path)
 
 
-def interpolation_strip(model, schedule: NoiseSchedule, shape: tuple[int, int, int], start: torch.Tensor, end: torch.Tensor, *,
+def interpolation_cells(model, schedule: NoiseSchedule, shape: tuple[int, int, int], start: torch.Tensor, end: torch.Tensor, *,
                         frames: int = 8, rows: int = 4, guidance: float = 0.0, sampler: str = "ddpm", steps: int | None = 50,
                         prediction: str = "eps", variance: str = "fixed_small", clip_x0: bool = True, seed: int = 0,
-                        device="cpu", scale: int = 2) -> Image.Image:
-    """Context c = (1 − λ) c₁ + λ c₂ for ``frames`` values of λ from 0 to 1 (columns), each row one noise (x_T and
-    step noise) held fixed along the row: what the model makes of the vectors between two contexts [k]."""
+                        device="cpu") -> torch.Tensor:
+    """uint8 [rows, frames, C, H, W]: context c = (1 − λ) c₁ + λ c₂ for ``frames`` values of λ from 0 to 1 (columns),
+    row r drawn with the noise (x_T and step noise) of sample r, held fixed along the row: what the model makes of
+    the vectors between two contexts [k]."""
     lambdas = torch.linspace(0, 1, frames)
     contexts = ((1 - lambdas)[:, None] * start[None].float() + lambdas[:, None] * end[None].float())  # [frames, k]
     contexts = contexts.repeat(rows, 1).to(device)  # row-major: sample (r, f) is row r, column f
@@ -82,5 +83,10 @@ def interpolation_strip(model, schedule: NoiseSchedule, shape: tuple[int, int, i
     options = {"variance": variance} if sampler == "ddpm" else {}
     x0 = sample(net, schedule, rng.randn((rows * frames, *shape), noise, device), sampler=sampler, steps=steps,
                 prediction=prediction, clip_x0=clip_x0, generator=noise, cond={"context": contexts}, **options)
-    cells = to_uint8(x0).cpu().view(rows, frames, *shape)
-    return labelled_panel(cells, [""] * rows, [f"{v:.2f}" for v in lambdas.tolist()], scale=scale)  # the share of c2
+    return to_uint8(x0).cpu().view(rows, frames, *shape)
+
+
+def interpolation_strip(cells: torch.Tensor, scale: int = 2) -> Image.Image:
+    """The panel of ``interpolation_cells``, each column headed by λ, the share of c₂."""
+    frames = cells.shape[1]
+    return labelled_panel(cells, [""] * len(cells), [f"{v:.2f}" for v in torch.linspace(0, 1, frames).tolist()], scale=scale)
