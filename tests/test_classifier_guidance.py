@@ -304,3 +304,15 @@ def test_the_report_of_a_classifier_draws_its_accuracy_per_band(runs):
     assert main(["report", str(runs / "clf")]) == 0
     page = (runs / "clf" / "report.html").read_text()
     assert "Classifier accuracy on noisy test images" in page and (runs / "clf" / "report" / "classifier_accuracy.png").exists()
+
+
+def test_eval_with_a_classifier_logs_its_scale_and_the_asked_class_share(runs, capsys):
+    import json
+
+    assert main(["eval", str(runs / "run"), "--classifier", str(runs / "clf"), "--classifier-scale", "1.5", "-n", "10",
+                 "--steps", "2", "--domain"]) == 0
+    table = capsys.readouterr().out
+    assert "clf s" in table and "asked class" in table
+    row = json.loads((runs / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["classifier_scale"] == 1.5 and row["classifier"] == str(runs / "clf")
+    assert 0 <= row["domain_asked"] <= 1 and row["domain_asked_se"] == pytest.approx((row["domain_asked"] * (1 - row["domain_asked"]) / 10) ** 0.5)
