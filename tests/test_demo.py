@@ -43,7 +43,9 @@ def test_demo_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
     config = RunConfig.from_dict(json.loads((out / "config.json").read_text()))
     step = list_checkpoints(out)[-1][0]
     assert 0 < step < config.train.sample_every  # so the last progress grid is drawn after training
-    assert sum(evaluated) == evaluations_after_training(config, step) == (100 + 20 + 4) * 50 * 2 + 8 * 4 * 20 * 2
+    # samples, last grid and reverse GIF (guided: 2 passes); the sampler rows; the report's guidance sweep (w = 0: 1 pass)
+    assert sum(evaluated) == evaluations_after_training(config, step) == \
+        (100 + 20 + 4) * 50 * 2 + 8 * 4 * 20 * 2 + (1 + 2 + 2 + 2 + 2) * 10 * 50
 
 
 def demo_config() -> RunConfig:
