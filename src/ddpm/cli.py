@@ -16,7 +16,7 @@ from .nets import is_classifier
 from .metrics.domain import DOMAIN_OF
 from .schedules import FIXED_VARIANCES
 from .io import check_writable
-from .validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, flag, flag_of
+from .validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Bounds, flag, flag_of
 
 EPILOG = "Run 'ddpm COMMAND --help' for the options of one command."
 class FMT(argparse.ArgumentDefaultsHelpFormatter):
@@ -250,6 +250,30 @@ def _viz_parsers(sub) -> None:
     p.add_argument("--frames", type=POSITIVE_FLAG, default=8, help="interpolation: steps from C1 to C2")
 
 
+def _study_parser(sub) -> None:
+    p = sub.add_parser("study", help="run one of the write-ups' experiments: every arm trained alike, scored with uncertainty",
+                       formatter_class=FMT, parents=[_shared("device")],
+                       description="Train every arm of study NAME with the same budget (the mnist-demo recipe plus the arm's "
+                                   "setting), score each on the same number of samples from the same seeds, and write "
+                                   "OUT/study.md, OUT/study.json and OUT/report.html. A killed study continues where it "
+                                   "stopped when run again with the same flags. ddpm study --list names the studies.")
+    p.add_argument("name", nargs="?", help="the study (see --list)")
+    p.add_argument("--list", action="store_true", help="name each study, its arms, claim, source and default budget")
+    p.add_argument("--out", type=Path, help="the study directory (each arm an ordinary run directory under OUT/arms/)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=flag_of(TrainConfig, "max_minutes"), help="training minutes per arm (default: the study's)")
+    budget.add_argument("--steps", type=flag_of(TrainConfig, "steps"), help="training steps per arm instead of minutes (reproducible)")
+    p.add_argument("--seeds", type=POSITIVE_FLAG, default=1, help="train every arm this many times (seeds 0..K-1)")
+    p.add_argument("--samples", type=flag(int, Bounds(2, 1_000_000)), default=1000, help="samples scored per arm")
+    p.add_argument("--only", action="append", metavar="ARM", help="run only this arm (repeatable); a later run without "
+                   "--only gathers the table")
+    p.add_argument("--data", choices=DATASETS, help="dataset (default: mnist)")
+    p.add_argument("--data-dir", help="directory of the dataset files")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a key in every arm alike")
+    p.add_argument("--inception", action="store_true", help="score with Inception features (default: the dataset's own "
+                   "classifier where ddpm ships one, MNIST and Fashion-MNIST)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ddpm", description="Denoising diffusion probabilistic models.", epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"ddpm {__version__}")
@@ -259,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_parser(sub)
     _eval_parsers(sub)
     _viz_parsers(sub)
+    _study_parser(sub)
     return parser
 
 
@@ -520,6 +545,30 @@ def cmd_fid_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from .models import pick_device
+    from .study import StudySettings, describe, find_study, run_study, write
+
+    if args.list:
+        print(describe())
+        return 0
+    if args.name is None or args.out is None:
+        raise DdpmError("name a study and its directory: ddpm study NAME --out DIR (ddpm study --list names them)")
+    study = find_study(args.name)
+    dataset = args.data or "mnist"
+    overrides = [f"data.dataset={json.dumps(dataset)}"] + ([f"data.data_dir={json.dumps(args.data_dir)}"] if args.data_dir else []) + args.set
+    feature = "inception" if args.inception or dataset not in DOMAIN_OF else "domain"
+    settings = StudySettings(study.name, None if args.steps else (args.minutes or study.minutes), args.steps, args.seeds,
+                             args.samples, tuple(overrides), feature)
+    results = run_study(study, args.out, settings, device=pick_device(args.device), only=args.only, data_dir=args.data_dir,
+                        log=lambda m: print(m, file=sys.stderr))
+    if results is not None:
+        paths = write(study, results, args.out)
+        print(paths["md"].read_text())
+        print(f"ddpm study: wrote {paths['md']}, {paths['json']} and {paths['html']}", file=sys.stderr)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .models import pick_device
     from .report import write_report
@@ -643,7 +692,7 @@ def _viz_guidance(args: argparse.Namespace, device) -> None:
 # the images whose features are extracted; rank 0 writes and prints).
 DISTRIBUTED_COMMANDS = ("train", "train-classifier", "sample", "eval", "fid", "fid-stats")
 COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "demo": cmd_demo, "eval": cmd_eval, "fid": cmd_fid,
-            "fid-stats": cmd_fid_stats, "report": cmd_report, "viz": cmd_viz}
+            "fid-stats": cmd_fid_stats, "report": cmd_report, "viz": cmd_viz, "study": cmd_study}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,6 +93,20 @@ def plot_loss(run_dir: Path, path: str | Path, smoothing: float | None = None) -
     return _save(fig, path)
 
 
+def plot_loss_curves(runs: dict[str, Path], path: str | Path) -> Path:
+    """The logged training loss of several runs on one plot (log scale), one line per run name."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for name, run_dir in runs.items():
+        train = read_records(run_dir, "train")
+        if train:
+            ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1.2, label=name)
+    ax.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def plot_loss_heatmap(run_dir: Path, path: str | Path) -> Path:
     """Loss per tenth of the timestep range (rows) over training (columns), each normalised by its first value,
     so it shows which noise levels the model has learned and when."""

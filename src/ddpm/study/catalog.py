@@ -1,0 +1,91 @@
+"""The write-ups' experiments, each a study: arms that differ in one setting, the claim they test, its source.
+
+Every arm is the study's base recipe (the ``mnist-demo`` preset: a few CPU-minutes give readable digits) with
+its own overrides; the study trains all arms with one budget (``--minutes`` or ``--steps`` each) and scores
+them alike (``study.runner``). A claim names the arm the write-up says is better and the one it beats; lower
+classifier FID is better.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import DdpmError
+
+BASE_PRESET = "mnist-demo"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One setting of a study: ``overrides`` (``section.key=value``) on the base recipe; ``budget_factor``
+    multiplies the study's budget (the time-input study's two training lengths)."""
+
+    name: str
+    overrides: tuple[str, ...] = ()
+    budget_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    claim: str
+    source: str
+    arms: tuple[Arm, ...]
+    minutes: float  # the default budget per arm on the 2-core build machine
+    claims: tuple[tuple[str, str], ...] = ()  # (better arm, worse arm) pairs the write-ups assert
+    base: tuple[str, ...] = field(default=())  # overrides of every arm
+
+    def arm(self, name: str) -> Arm:
+        for arm in self.arms:
+            if arm.name == name:
+                return arm
+        raise DdpmError(f"study {self.name!r} has no arm {name!r}; its arms: {', '.join(a.name for a in self.arms)}")
+
+
+def _sweep(key: str, values, **names) -> tuple[Arm, ...]:
+    return tuple(Arm(names.get(str(v), str(v)), (f"{key}={v}",)) for v in values)
+
+
+STUDIES: dict[str, Study] = {s.name: s for s in (
+    Study("schedules", "the cosine schedule beats linear and sigmoid", "Nichol & Dhariwal 2021 §3.2; the write-ups",
+          _sweep("diffusion.schedule", ("linear", "cosine", "sigmoid")), minutes=15,
+          claims=(("cosine", "linear"), ("cosine", "sigmoid"))),
+    Study("timesteps", "more diffusion steps T give better samples", "Ho et al. 2020; the write-ups",
+          tuple(Arm(f"T={t}", (f"diffusion.num_timesteps={t}",)) for t in (300, 500, 1000, 2000)), minutes=12,
+          claims=(("T=1000", "T=300"), ("T=2000", "T=500"))),
+    Study("architecture", "a U-Net is far ahead of an MLP of the same size; AdaGN and 1/√2 skips are details",
+          "the write-ups; Dhariwal & Nichol 2021 (AdaGN); Song et al. 2021 (1/√2)",
+          (Arm("unet"), Arm("mlp", ("model.architecture=mlp", "model.hidden=440", "model.depth=4")),
+           Arm("unet-add-time", ("model.time_conditioning=add",)), Arm("unet-skip-1/√2", ("model.rescale_skip=true",))),
+          minutes=12, claims=(("unet", "mlp"),)),
+    Study("time-input", "without its time input a U-Net learns only the average digit at first, nearly real digits later",
+          "the write-ups (500 vs 700 epochs)",
+          (Arm("with-t"), Arm("without-t", ("model.use_time=false",)),
+           Arm("with-t-2x", budget_factor=2.0), Arm("without-t-2x", ("model.use_time=false",), budget_factor=2.0)),
+          minutes=8, claims=(("with-t", "without-t"), ("without-t-2x", "without-t"))),
+    Study("small-data", "1.5k training images are enough for passable digits", "the write-ups",
+          (Arm("1.5k", ("data.limit=1500",)), Arm("full")), minutes=15, claims=(("full", "1.5k"),)),
+    Study("objectives", "predicting ε (L_simple) is the best target; x₀ and μ̃ are worse", "Ho et al. 2020 Table 2; Salimans & Ho 2022 (v)",
+          _sweep("diffusion.prediction", ("eps", "x0", "v", "mu")), minutes=12,
+          claims=(("eps", "x0"), ("eps", "mu"))),
+    Study("variance", "learned variances beat fixed ones", "Nichol & Dhariwal 2021 §3.1",
+          (Arm("fixed_small", ("diffusion.variance=fixed_small",)), Arm("fixed_large", ("diffusion.variance=fixed_large",)),
+           Arm("learned_range", ("diffusion.variance=learned_range", "diffusion.loss=hybrid"))), minutes=15,
+          claims=(("learned_range", "fixed_small"), ("learned_range", "fixed_large"))),
+)}
+
+
+def find_study(name: str) -> Study:
+    if name not in STUDIES:
+        raise DdpmError(f"unknown study {name!r}; the studies: {', '.join(STUDIES)} (ddpm study --list)")
+    return STUDIES[name]
+
+
+def describe() -> str:
+    """``ddpm study --list``: each study's arms, claim, source and default budget."""
+    lines = []
+    for s in STUDIES.values():
+        lines.append(f"{s.name}: {s.claim} ({s.source})")
+        lines.append(f"    arms: {', '.join(a.name + (f' ({a.budget_factor:g}× budget)' if a.budget_factor != 1 else '') for a in s.arms)}")
+        lines.append(f"    default budget: {s.minutes:g} min per arm on a 2-core CPU (about "
+                     f"{sum(a.budget_factor for a in s.arms) * s.minutes + 3 * len(s.arms):.0f} min with the scoring)")
+    return "\n".join(lines)

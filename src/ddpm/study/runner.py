@@ -1,0 +1,183 @@
+"""Run a study: train every arm (× seed) with one budget into DIR/arms/ARM-sSEED (ordinary run directories), score
+each alike, and gather the results. A killed study continues where it stopped: an arm whose scores are recorded is
+kept, an arm in training resumes through the trainer's exact resume. ``only`` runs the arms named (a cluster's job
+array, several GPUs); a later run without it gathers what they recorded.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..config import RunConfig
+from ..data import load_dataset
+from ..errors import DdpmError
+from ..generate import generate, labels_for
+from ..io import atomic_write_text
+from ..metrics.frechet import FeatureStats
+from ..models import build_schedule, load_model
+from ..viz import save_grid
+from .catalog import BASE_PRESET, Study
+from .stats import binomial_share, bootstrap_fid
+
+SETTINGS_FILE, RESULT_FILE = "study-settings.json", "study-result.json"
+STEPS_UNDER_A_TIME_BUDGET = 10_000_000  # with --minutes, the clock ends training
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What makes two runs of a study the same study: recorded in DIR/study-settings.json, checked on every rerun."""
+
+    study: str
+    minutes: float | None
+    steps: int | None
+    seeds: int
+    samples: int
+    overrides: tuple[str, ...]
+    feature: str  # domain (the dataset's shipped classifier) or inception
+
+    def check_against(self, out: Path) -> None:
+        """Refuse a directory that holds another study, or this one with other settings; record them otherwise."""
+        path = out / SETTINGS_FILE
+        if path.is_file():
+            try:
+                saved = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                raise DdpmError(f"{path} is not valid JSON; use another --out") from None
+            mine = json.loads(json.dumps(asdict(self)))
+            if saved != mine:
+                if saved.get("study") != self.study:
+                    raise DdpmError(f"{out} holds study {saved.get('study')!r}, not {self.study!r}; use another --out")
+                changed = sorted(k for k in mine if saved.get(k) != mine[k])
+                raise DdpmError(f"{out} holds study {self.study!r} run with other settings ({', '.join(changed)}); "
+                                "use another --out or the same settings")
+        elif out.exists() and any(out.iterdir()):
+            raise DdpmError(f"{out} exists and is not a study directory; use another --out")
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
+
+
+def arm_config(study: Study, arm_name: str, settings: StudySettings, seed: int) -> RunConfig:
+    """The run config of one arm and seed: the base preset, the study's and the arm's overrides, the budget, the
+    user's --set (which apply to every arm alike) and the seed. Arms differ only in their own overrides."""
+    arm = study.arm(arm_name)
+    base = RunConfig.from_toml(BASE_PRESET)
+    if settings.steps is not None:  # steps alone end training: the preset's time budget is lifted
+        base = replace(base, train=replace(base.train, max_minutes=None))
+        budget = [f"train.steps={max(1, round(settings.steps * arm.budget_factor))}"]
+    else:
+        budget = [f"train.steps={STEPS_UNDER_A_TIME_BUDGET}", f"train.max_minutes={settings.minutes * arm.budget_factor}"]
+    return base.with_overrides([*study.base, *arm.overrides, *budget, *settings.overrides, f"train.seed={seed}"])
+
+
+def run_arm(study: Study, arm_name: str, seed: int, settings: StudySettings, out: Path, device, scorer: "Scorer",
+            log: Callable[[str], None]) -> dict[str, Any]:
+    """Train (or resume) one arm and score it; its result is written to its run directory and returned."""
+    from ..checkpoint import list_checkpoints
+    from ..train import Trainer
+
+    run = out / "arms" / f"{arm_name}-s{seed}"
+    result_path = run / RESULT_FILE
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    config = arm_config(study, arm_name, settings, seed)
+    resuming = run.exists() and bool(list_checkpoints(run))
+    log(f"study {study.name}: arm {arm_name} (seed {seed}) {'resumes' if resuming else 'trains'} → {run}")
+    trainer = Trainer(None if resuming else config, run, device, resume=resuming, force=not resuming and run.exists(), quiet=True)
+    summary = trainer.run()
+    log(f"study {study.name}: arm {arm_name} (seed {seed}) trained {summary['steps']} steps; scoring {settings.samples} samples")
+    result = {"arm": arm_name, "seed": seed, "steps": summary["steps"], "train_minutes": summary["elapsed_s"] / 60,
+              "parameters": summary["parameters"], "config": trainer.config.to_dict(), **scorer.score(run, device)}
+    atomic_write_text(result_path, json.dumps(result) + "\n")
+    return result
+
+
+class Scorer:
+    """Scores every arm alike: ``samples`` samples from the same seeds with the run's own [sample] settings (the same
+    recipe in every arm unless the arm changes it), their classifier FID with its bootstrap interval, the share the
+    classifier reads confidently and, when classes were asked for, the share read as the asked class; the floor at
+    the same n once."""
+
+    def __init__(self, dataset: str, samples: int, feature: str, device, data_dir: str | None = None):
+        from ..metrics.fid import dataset_stats
+
+        if feature == "domain":
+            from ..metrics.domain import DomainFeatures
+
+            self.extractor = DomainFeatures(dataset, device=device)
+        else:
+            from ..metrics.inception import InceptionFeatures
+
+            self.extractor = InceptionFeatures(device=device)
+        self.samples, self.dataset, self.data_dir = samples, dataset, data_dir
+        self.reference = dataset_stats(f"{dataset}:test", self.extractor, data_dir=data_dir)
+
+    def features_and_logits(self, images: torch.Tensor) -> tuple[np.ndarray, torch.Tensor | None]:
+        if hasattr(self.extractor, "classify"):
+            return self.extractor.classify(images)
+        return np.asarray(self.extractor(images)), None
+
+    def floor(self) -> dict[str, Any]:
+        """FID of ``samples`` real training images (a fixed draw) against the test reference: a perfect model's score."""
+        real = load_dataset(self.dataset, root=self.data_dir, limit=self.samples, seed=0)
+        features, _ = self.features_and_logits(real.images)
+        return bootstrap_fid(features, self.reference).as_dict()
+
+    def score(self, run: Path, device) -> dict[str, Any]:
+        import time
+
+        from ..metrics.domain import domain_scores
+
+        model, config, step = load_model(run, device=device)
+        k = config.classes_shown()
+        labels = labels_for(k, self.samples)
+        d, s = config.data, config.sample
+        started = time.time()
+        images = generate(model, build_schedule(config), num=self.samples, shape=(d.channels, d.image_size, d.image_size),
+                          **s.generate_options(), **config.diffusion.model_options(), labels=labels, seed=0, device=device)
+        sampling_s = time.time() - started
+        save_grid(images[:100], run / "study-samples.png", nrow=k or 10, scale=1)
+        features, logits = self.features_and_logits(images)
+        out = {"fid": bootstrap_fid(features, self.reference).as_dict(), "feature": self.extractor.feature,
+               "reference": self.reference.source, "sampling_s": sampling_s, "checkpoint_step": step,
+               "sampler": s.sampler, "sampling_steps": s.steps, "guidance": s.guidance}
+        if logits is not None:
+            probabilities = logits.softmax(1)
+            out["confident"] = binomial_share(probabilities.max(1).values.numpy() >= domain_scores(logits).threshold)
+            if labels is not None:
+                out["asked"] = binomial_share((logits.argmax(1) == labels).numpy())
+        return out
+
+
+def run_study(study: Study, out: Path, settings: StudySettings, *, device, only: list[str] | None = None,
+              data_dir: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any] | None:
+    """Run (or continue) ``study`` in ``out``; returns the gathered results once every arm and seed is scored (None
+    when ``only`` left some for another process)."""
+    for name in only or []:
+        study.arm(name)  # an unknown arm is refused before any work
+    settings.check_against(out)
+    dataset = arm_config(study, study.arms[0].name, settings, 0).data.dataset
+    scorer = Scorer(dataset, settings.samples, settings.feature, device, data_dir)
+    wanted = [a.name for a in study.arms if not only or a.name in only]
+    results = {}
+    for name in wanted:
+        for seed in range(settings.seeds):
+            results[(name, seed)] = run_arm(study, name, seed, settings, out, device, scorer, log)
+    missing = [f"{a.name}-s{seed}" for a in study.arms for seed in range(settings.seeds)
+               if not (out / "arms" / f"{a.name}-s{seed}" / RESULT_FILE).is_file()]
+    if missing:
+        log(f"study {study.name}: {len(missing)} arm run(s) still to do ({', '.join(missing)}); run again without --only "
+            "once they are done to gather the table")
+        return None
+    arms = [json.loads((out / "arms" / f"{a.name}-s{seed}" / RESULT_FILE).read_text())
+            for a in study.arms for seed in range(settings.seeds)]
+    floor_path = out / "study-floor.json"
+    if not floor_path.is_file():
+        atomic_write_text(floor_path, json.dumps(scorer.floor()) + "\n")
+    return {"study": study.name, "claim": study.claim, "source": study.source, "settings": asdict(settings),
+            "floor": json.loads(floor_path.read_text()), "arms": arms}

@@ -1,0 +1,149 @@
+"""ddpm study: arms that differ only in their setting, honest intervals, the floor, resume, and the refusals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+import pytest
+
+from ddpm.cli import main
+
+from ddpm.study import STUDIES, StudySettings
+from ddpm.study.runner import STEPS_UNDER_A_TIME_BUDGET, arm_config
+from ddpm.study.stats import bootstrap_fid
+
+TINY = ["--set", "model.base_channels=16", "--set", "model.channel_mults=[1,2]", "--set", "train.sample_every=0",
+        "--set", "sample.steps=3", "--set", "train.checkpoint_every=2", "--set", "data.limit=256", "--set", "train.log_every=2"]
+
+
+@pytest.mark.parametrize("name", sorted(STUDIES))
+def test_arms_differ_only_in_their_own_setting(name):
+    """Diffing each arm's config against the first arm's: only the keys its overrides (or the first arm's) name
+    differ, and the budget when the arm has a budget factor; the user's --set reaches every arm alike."""
+    study = STUDIES[name]
+    settings = StudySettings(name, None, 100, 1, 50, ("train.lr=0.001",), "domain")
+    first = arm_config(study, study.arms[0].name, settings, seed=0)
+    assert first.train.lr == 0.001 and first.train.steps == 100 and first.train.max_minutes is None
+    for arm in study.arms[1:]:
+        config = arm_config(study, arm.name, settings, seed=0)
+        allowed = {o.split("=")[0] for o in arm.overrides + study.arms[0].overrides}
+        if arm.budget_factor != 1:
+            allowed.add("train.steps")
+            assert config.train.steps == round(100 * arm.budget_factor)
+        changed = set(first.changed_keys(config))
+        if "model.architecture" in allowed:  # another network: its keys replace the U-Net's
+            changed = {k for k in changed if not k.startswith("model.")}
+        assert changed <= allowed, (arm.name, changed - allowed)
+    timed = arm_config(study, study.arms[0].name, StudySettings(name, 5.0, None, 1, 50, (), "domain"), seed=3)
+    assert timed.train.max_minutes == 5.0 and timed.train.steps == STEPS_UNDER_A_TIME_BUDGET and timed.train.seed == 3
+
+
+def test_the_mlp_arm_has_the_unet_s_parameter_count():
+    from ddpm.models import build_model
+
+    study = STUDIES["architecture"]
+    settings = StudySettings("architecture", None, 1, 1, 2, (), "domain")
+    count = {a: sum(p.numel() for p in build_model(arm_config(study, a, settings, 0).resolved(28, 1, 10)).parameters())
+             for a in ("unet", "mlp")}
+    assert abs(count["mlp"] / count["unet"] - 1) < 0.05, count
+
+
+def test_the_fid_interval_covers_the_whole_set_value_and_narrows_with_n():
+    """On real MNIST training digits against the test reference (the floor itself): the interval contains the FID of
+    the whole set at every n, and its width shrinks as n grows."""
+    from ddpm.data import load_dataset
+    from ddpm.metrics.domain import DomainFeatures
+    from ddpm.metrics.fid import dataset_stats
+
+    domain = DomainFeatures("mnist")
+    reference = dataset_stats("mnist:test", domain)
+    features, _ = domain.classify(load_dataset("mnist", limit=1600, seed=5).images)
+    widths = []
+    for n in (100, 400, 1600):
+        fid = bootstrap_fid(features[:n], reference, seed=1)
+        assert fid.low <= fid.value <= fid.high, (n, fid.low, fid.value, fid.high)
+        widths.append(fid.high - fid.low)
+    assert widths[0] > widths[1] > widths[2] > 0
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    """The schedules study on a tiny budget, uninterrupted."""
+    out = tmp_path_factory.mktemp("study") / "schedules"
+    assert main(["study", "schedules", "--out", str(out), "--steps", "4", "--samples", "30", *TINY]) == 0
+    return out
+
+
+def test_a_tiny_study_writes_its_table_with_every_arm_and_interval(study_dir):
+    md = (study_dir / "study.md").read_text()
+    for arm in ("linear", "cosine", "sigmoid"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {arm} |"))
+        assert row.count("[") == 1 and row.count("±") == 2  # FID interval, confident and asked shares
+    assert "floor: 30 real training images" in md and md.count("- \"cosine beats") == 2
+    results = json.loads((study_dir / "study.json").read_text())
+    assert results["floor"]["num"] == results["settings"]["samples"] == 30  # the floor at the samples' n
+    assert all(r["fid"]["num"] == 30 and r["steps"] == 4 for r in results["arms"])
+    assert (study_dir / "report.html").read_text().count("<figure>") == 3
+    # each arm is an ordinary run: the commands work on it
+    assert main(["sample", str(study_dir / "arms" / "cosine-s0"), "-n", "2", "--steps", "2",
+                 "--out", str(study_dir / "x.npz")]) == 0
+
+
+def table_numbers(out) -> list:
+    results = json.loads((out / "study.json").read_text())
+    return [(r["arm"], r["steps"], r["fid"]["value"], r["fid"]["draws"], r["asked"]) for r in results["arms"]]
+
+
+def test_a_study_killed_between_and_inside_arms_ends_with_the_same_table(study_dir, tmp_path):
+    out = tmp_path / "schedules"
+    args = ["study", "schedules", "--out", str(out), "--steps", "4", "--samples", "30", *TINY]
+    assert main([*args, "--only", "linear"]) == 0  # as if killed after the first arm
+    assert not (out / "study.md").exists() and (out / "arms" / "linear-s0" / "study-result.json").exists()
+    # killed inside the second arm, right after its first checkpoint
+    process = subprocess.Popen([sys.executable, "-m", "ddpm.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = out / "arms" / "cosine-s0" / "checkpoints" / "step_00000002.safetensors"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists() and not (out / "arms" / "cosine-s0" / "study-result.json").exists()  # killed mid-arm
+    assert main(args) == 0
+    assert table_numbers(out) == table_numbers(study_dir)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["study", "nope", "--out", "{out}"], "unknown study 'nope'"),
+    (["study", "schedules", "--out", "{out}", "--only", "cosinus"], "has no arm 'cosinus'"),
+    (["study", "schedules", "--out", "{out}", "--steps", "0"], "must be"),
+    (["study", "schedules", "--out", "{out}", "--minutes", "-1"], "must be"),
+    (["study", "schedules", "--out", "{out}", "--seeds", "0"], "must be"),
+    (["study", "timesteps", "--out", "{study}"], "holds study 'schedules', not 'timesteps'"),
+    (["study", "schedules", "--out", "{study}", "--steps", "5"], "run with other settings (steps)"),
+    (["study", "schedules", "--out", "{nonempty}"], "is not a study directory"),
+    (["study", "schedules"], "ddpm study NAME --out DIR"),
+])
+def test_bad_study_requests_are_one_sentence_and_touch_nothing(study_dir, tmp_path, capsys, argv, message):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    before = sorted(p.name for p in study_dir.rglob("*"))
+    argv = [a.format(out=tmp_path / "new", study=study_dir, nonempty=tmp_path / "mine") for a in argv]
+    if "{study}" in " ".join(argv) or str(study_dir) in argv:
+        argv += ["--samples", "30", *TINY] if "--steps" in argv else ["--steps", "4", "--samples", "30", *TINY]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert sorted(p.name for p in study_dir.rglob("*")) == before
+    assert not (tmp_path / "new").exists() and (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+
+
+def test_list_names_every_study_with_its_arms_and_budget(capsys):
+    assert main(["study", "--list"]) == 0
+    text = capsys.readouterr().out
+    for study in STUDIES.values():
+        assert f"{study.name}: {study.claim}" in text and ", ".join(a.name for a in study.arms)[:20] in text
+    assert "default budget" in text
+
