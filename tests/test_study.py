@@ -7,6 +7,7 @@ import sys
 import time
 
 
+import numpy as np
 import pytest
 
 from ddpm.cli import main
@@ -147,3 +148,32 @@ def test_list_names_every_study_with_its_arms_and_budget(capsys):
         assert f"{study.name}: {study.claim}" in text and ", ".join(a.name for a in study.arms)[:20] in text
     assert "default budget" in text
 
+
+
+def test_a_sampling_study_trains_one_model_and_samples_it_per_arm(tmp_path):
+    out = tmp_path / "samplers"
+    assert main(["study", "samplers", "--out", str(out), "--steps", "2", "--samples", "10", *TINY,
+                 "--only", "ddpm-naive-5", "--only", "dpm-solver++-10"]) == 0
+    assert sorted(p.name for p in (out / "arms").iterdir()) == sorted(["dpm-solver++-10-s0", "ddpm-naive-5-s0", "model-s0"])
+    naive = json.loads((out / "arms" / "ddpm-naive-5-s0" / "study-result.json").read_text())
+    solver = json.loads((out / "arms" / "dpm-solver++-10-s0" / "study-result.json").read_text())
+    assert (naive["sampler"], naive["sampling_steps"], naive["skip"], naive["guidance"]) == ("ddpm", 5, "naive", 0.0)
+    assert (solver["sampler"], solver["sampling_steps"], solver["network_evaluations"]) == ("dpm-solver++", 10, 10)
+    assert naive["config"] == solver["config"] and naive["checkpoint_step"] == solver["checkpoint_step"] == 2  # one model
+    assert not (out / "study.md").exists()  # 30 arms still to run
+
+
+def test_a_study_of_class_conditioning_is_refused_on_unlabelled_data(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(folder / f"{i}.png")
+    assert main(["study", "guidance", "--out", str(tmp_path / "g"), "--data", "folder", "--data-dir", str(folder)]) == 2
+    assert "study 'guidance' needs class labels; dataset 'folder' has none" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
+    from ddpm.study.runner import labelled_overrides
+
+    assert labelled_overrides(STUDIES["schedules"], "folder", str(folder)) == ["data.conditional=false", "sample.guidance=0"]
+    assert labelled_overrides(STUDIES["guidance"], "mnist", None) == []

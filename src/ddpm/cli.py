@@ -264,7 +264,8 @@ def _study_parser(sub) -> None:
     budget.add_argument("--minutes", type=flag_of(TrainConfig, "max_minutes"), help="training minutes per arm (default: the study's)")
     budget.add_argument("--steps", type=flag_of(TrainConfig, "steps"), help="training steps per arm instead of minutes (reproducible)")
     p.add_argument("--seeds", type=POSITIVE_FLAG, default=1, help="train every arm this many times (seeds 0..K-1)")
-    p.add_argument("--samples", type=flag(int, Bounds(2, 1_000_000)), default=1000, help="samples scored per arm")
+    p.add_argument("--samples", type=flag(int, Bounds(2, 1_000_000)), help="samples scored per arm (default: the study's, "
+                   "else 1000)")
     p.add_argument("--only", action="append", metavar="ARM", help="run only this arm (repeatable); a later run without "
                    "--only gathers the table")
     p.add_argument("--data", choices=DATASETS, help="dataset (default: mnist)")
@@ -554,12 +555,15 @@ def cmd_study(args: argparse.Namespace) -> int:
         return 0
     if args.name is None or args.out is None:
         raise DdpmError("name a study and its directory: ddpm study NAME --out DIR (ddpm study --list names them)")
+    from .study.runner import labelled_overrides
+
     study = find_study(args.name)
     dataset = args.data or "mnist"
-    overrides = [f"data.dataset={json.dumps(dataset)}"] + ([f"data.data_dir={json.dumps(args.data_dir)}"] if args.data_dir else []) + args.set
+    overrides = ([f"data.dataset={json.dumps(dataset)}"] + ([f"data.data_dir={json.dumps(args.data_dir)}"] if args.data_dir else [])
+                 + labelled_overrides(study, dataset, args.data_dir) + args.set)
     feature = "inception" if args.inception or dataset not in DOMAIN_OF else "domain"
     settings = StudySettings(study.name, None if args.steps else (args.minutes or study.minutes), args.steps, args.seeds,
-                             args.samples, tuple(overrides), feature)
+                             args.samples or study.samples or 1000, tuple(overrides), feature)
     results = run_study(study, args.out, settings, device=pick_device(args.device), only=args.only, data_dir=args.data_dir,
                         log=lambda m: print(m, file=sys.stderr))
     if results is not None:

@@ -31,6 +31,7 @@ def generate(
     prediction: str = "eps",
     variance: str = "fixed_small",
     clip_x0: bool = True,
+    skip: str = "respace",
     labels: torch.Tensor | None = None,
     contexts: torch.Tensor | None = None,
     guidance: float = 0.0,
@@ -77,8 +78,8 @@ def generate(
     if x_T is not None and tuple(x_T.shape) != (num, *shape):
         raise DdpmError(f"x_T has shape {tuple(x_T.shape)}; expected {(num, *shape)}")
     options = {"steps": steps, "prediction": prediction, "clip_x0": clip_x0}
-    if sampler == "ddpm":
-        options["variance"] = variance
+    if sampler == "ddpm":  # its variance, and how it skips steps (``skip="naive"``: the comparison, not a method)
+        options.update(variance=variance, skip=skip)
     if eta is not None:
         options["eta"] = eta
     out = []

@@ -17,11 +17,15 @@ BASE_PRESET = "mnist-demo"
 @dataclass(frozen=True)
 class Arm:
     """One setting of a study: ``overrides`` (``section.key=value``) on the base recipe; ``budget_factor``
-    multiplies the study's budget (the time-input study's two training lengths)."""
+    multiplies the study's budget (the time-input study's two training lengths). In a sampling study every arm
+    samples the one trained model: ``sampling`` holds its settings (sampler, steps, eta, guidance, interval,
+    skip) and ``family`` the curve it belongs to (the metric against network evaluations)."""
 
     name: str
     overrides: tuple[str, ...] = ()
     budget_factor: float = 1.0
+    sampling: tuple[tuple[str, object], ...] = ()
+    family: str = ""
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,13 @@ class Study:
     minutes: float  # the default budget per arm on the 2-core build machine
     claims: tuple[tuple[str, str], ...] = ()  # (better arm, worse arm) pairs the write-ups assert
     base: tuple[str, ...] = field(default=())  # overrides of every arm
+    samples: int | None = None  # the default number of samples scored per arm (None: the command's)
+    needs_labels: bool = False  # a study of class conditioning cannot run on unlabelled data
+
+    @property
+    def samples_one_model(self) -> bool:
+        """A sampling study: one model trained once, its arms only sample it differently."""
+        return bool(self.arms) and all(arm.sampling for arm in self.arms)
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -74,6 +85,34 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
 )}
 
 
+SAMPLER_STEPS = (5, 10, 20, 50, 100, 250)
+SAMPLER_FAMILIES = (("ddim", (("sampler", "ddim"),)), ("ddim-eta1", (("sampler", "ddim"), ("eta", 1.0))),
+                    ("ddpm", (("sampler", "ddpm"),)), ("ddpm-naive", (("sampler", "ddpm"), ("skip", "naive"))),
+                    ("dpm-solver++", (("sampler", "dpm-solver++"),)))
+
+
+def _sampler_arms() -> tuple[Arm, ...]:
+    arms = [Arm(f"{family}-{steps}", sampling=(*options, ("steps", steps), ("guidance", 0.0)), family=family)
+            for family, options in SAMPLER_FAMILIES for steps in SAMPLER_STEPS]
+    arms += [Arm("ddpm-1000", sampling=(("sampler", "ddpm"), ("steps", 1000), ("guidance", 0.0)), family="ddpm"),
+             Arm("ddim-1000", sampling=(("sampler", "ddim"), ("steps", 1000), ("guidance", 0.0)), family="ddim")]
+    return tuple(arms)
+
+
+STUDIES.update({s.name: s for s in (
+    Study("samplers", "naive step skipping is very disappointing, DDIM divides the steps by 5, and under 500 steps DDIM "
+          "beats DDPM (above, DDPM wins)", "the write-ups; Song et al. 2021 (DDIM); Lu et al. 2022 (DPM-Solver++)",
+          _sampler_arms(), minutes=20, samples=300,
+          claims=(("ddpm-50", "ddpm-naive-50"), ("ddim-50", "ddpm-50"), ("ddim-10", "ddpm-10"), ("ddpm-1000", "ddim-1000"))),
+    Study("guidance", "the guidance weight trades diversity (FID) for fidelity (the asked digit)",
+          "Ho & Salimans 2022; Kynkäänniemi et al. 2024 (interval)",
+          tuple(Arm(f"w={w:g}", sampling=(("guidance", w),), family="every step") for w in (0.0, 0.5, 1.0, 2.0, 4.0))
+          + tuple(Arm(f"w={w:g} t/T in [0.2,1]", sampling=(("guidance", w), ("guidance_interval", (0.2, 1.0))),
+                      family="interval [0.2, 1]") for w in (1.0, 2.0, 4.0)),
+          minutes=20, samples=500, claims=(("w=0", "w=4"),), needs_labels=True),
+)})
+
+
 def find_study(name: str) -> Study:
     if name not in STUDIES:
         raise DdpmError(f"unknown study {name!r}; the studies: {', '.join(STUDIES)} (ddpm study --list)")
@@ -86,6 +125,11 @@ def describe() -> str:
     for s in STUDIES.values():
         lines.append(f"{s.name}: {s.claim} ({s.source})")
         lines.append(f"    arms: {', '.join(a.name + (f' ({a.budget_factor:g}× budget)' if a.budget_factor != 1 else '') for a in s.arms)}")
-        lines.append(f"    default budget: {s.minutes:g} min per arm on a 2-core CPU (about "
-                     f"{sum(a.budget_factor for a in s.arms) * s.minutes + 3 * len(s.arms):.0f} min with the scoring)")
+        if s.samples_one_model:
+            lines.append(f"    default budget: one model trained {s.minutes:g} min on a 2-core CPU, then every arm scored on "
+                         f"{s.samples or 1000} samples ({sum(dict(a.sampling).get('steps', 50) for a in s.arms)} sampling steps in all)")
+        else:
+            lines.append(f"    default budget: {s.minutes:g} min of training per arm on a 2-core CPU "
+                         f"({sum(a.budget_factor for a in s.arms) * s.minutes:g} min in all), then every arm scored on "
+                         f"{s.samples or 1000} samples")
     return "\n".join(lines)

@@ -34,7 +34,7 @@ def table(results: dict[str, Any]) -> list[str]:
     """Markdown rows: per arm (seed 0's interval; with several seeds the mean and spread across seeds too)."""
     seeds = results["settings"]["seeds"]
     head = ["arm", "steps", "train min", f"FID [95% bootstrap], n = {results['settings']['samples']}",
-            *(["FID over seeds (mean ± sd)"] if seeds > 1 else []), "confident", "asked class", "sampling s"]
+            *(["FID over seeds (mean ± sd)"] if seeds > 1 else []), "confident", "asked class", "net evals", "sampling s"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, runs in by_arm(results).items():
         first = runs[0]
@@ -44,7 +44,7 @@ def table(results: dict[str, Any]) -> list[str]:
             spread = [f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"]
         rows.append("| " + " | ".join([arm, str(first["steps"]), f"{first['train_minutes']:.1f}", _fid(first["fid"]), *spread,
                                         _share(first.get("confident")), _share(first.get("asked")),
-                                        f"{first['sampling_s']:.0f}"]) + " |")
+                                        str(first["network_evaluations"]), f"{first['sampling_s']:.0f}"]) + " |")
     floor = results["floor"]
     rows.append(f"| floor: {floor['num']} real training images | | | {_fid(floor)} |" + " |" * (len(head) - 4))
     return rows
@@ -95,6 +95,15 @@ def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) 
             data = base64.b64encode(grid.read_bytes()).decode()
             parts.append(f"<figure><figcaption>{html.escape(r['arm'])} (seed {r['seed']})</figcaption>"
                          f"<img src='data:image/png;base64,{data}'></figure>")
+    families = {}
+    for r in results["arms"]:
+        if r.get("family") and r["seed"] == 0:
+            families.setdefault(r["family"], []).append((r["network_evaluations"], r["fid"]["value"], r["fid"]["low"],
+                                                         r["fid"]["high"], r["sampling_s"]))
+    if families:
+        curve = plots.plot_fid_vs_evaluations(families, out / "study-fid.png")
+        parts.append("<h2>FID against network evaluations per sample</h2><img src='data:image/png;base64,"
+                     + base64.b64encode(curve.read_bytes()).decode() + "'>")
     curves = plots.plot_loss_curves({f"{r['arm']}-s{r['seed']}": out / "arms" / f"{r['arm']}-s{r['seed']}" for r in results["arms"]},
                                     out / "study-loss.png")
     parts.append("<h2>Training loss</h2><img src='data:image/png;base64," + base64.b64encode(curves.read_bytes()).decode() + "'>")

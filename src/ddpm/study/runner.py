@@ -81,18 +81,22 @@ def run_arm(study: Study, arm_name: str, seed: int, settings: StudySettings, out
     from ..checkpoint import list_checkpoints
     from ..train import Trainer
 
-    run = out / "arms" / f"{arm_name}-s{seed}"
-    result_path = run / RESULT_FILE
+    arm = study.arm(arm_name)
+    result_path = out / "arms" / f"{arm_name}-s{seed}" / RESULT_FILE
     if result_path.is_file():
         return json.loads(result_path.read_text())
+    # a sampling study trains its one model once per seed; every other study one model per arm
+    run = out / "arms" / (f"model-s{seed}" if study.samples_one_model else f"{arm_name}-s{seed}")
     config = arm_config(study, arm_name, settings, seed)
     resuming = run.exists() and bool(list_checkpoints(run))
-    log(f"study {study.name}: arm {arm_name} (seed {seed}) {'resumes' if resuming else 'trains'} → {run}")
+    log(f"study {study.name}: arm {arm_name} (seed {seed}) {'continues' if resuming else 'trains'} {run}")
     trainer = Trainer(None if resuming else config, run, device, resume=resuming, force=not resuming and run.exists(), quiet=True)
     summary = trainer.run()
     log(f"study {study.name}: arm {arm_name} (seed {seed}) trained {summary['steps']} steps; scoring {settings.samples} samples")
-    result = {"arm": arm_name, "seed": seed, "steps": summary["steps"], "train_minutes": summary["elapsed_s"] / 60,
-              "parameters": summary["parameters"], "config": trainer.config.to_dict(), **scorer.score(run, device)}
+    scores = scorer.score(run, device, dict(arm.sampling), result_path.parent)
+    result = {"arm": arm_name, "seed": seed, "family": arm.family, "steps": summary["steps"],
+              "train_minutes": summary["elapsed_s"] / 60, "parameters": summary["parameters"],
+              "config": trainer.config.to_dict(), **scores}
     atomic_write_text(result_path, json.dumps(result) + "\n")
     return result
 
@@ -128,24 +132,33 @@ class Scorer:
         features, _ = self.features_and_logits(real.images)
         return bootstrap_fid(features, self.reference).as_dict()
 
-    def score(self, run: Path, device) -> dict[str, Any]:
+    def score(self, run: Path, device, sampling: dict[str, Any], folder: Path) -> dict[str, Any]:
+        """Score the model in ``run`` sampled with its [sample] settings, replaced by ``sampling`` (a sampling study's
+        arm); its first 100 samples are drawn into ``folder``/study-samples.png."""
         import time
 
+        from ..guidance import images_per_sample
         from ..metrics.domain import domain_scores
 
         model, config, step = load_model(run, device=device)
         k = config.classes_shown()
         labels = labels_for(k, self.samples)
-        d, s = config.data, config.sample
+        sampling = dict(sampling)
+        skip = sampling.pop("skip", "respace")
+        d, s = config.data, config.sample_settings(**sampling)
         started = time.time()
         images = generate(model, build_schedule(config), num=self.samples, shape=(d.channels, d.image_size, d.image_size),
-                          **s.generate_options(), **config.diffusion.model_options(), labels=labels, seed=0, device=device)
+                          **s.generate_options(), **config.diffusion.model_options(), labels=labels, seed=0, device=device,
+                          **({"skip": skip} if s.sampler == "ddpm" else {}))
         sampling_s = time.time() - started
-        save_grid(images[:100], run / "study-samples.png", nrow=k or 10, scale=1)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_grid(images[:100], folder / "study-samples.png", nrow=k or 10, scale=1)
         features, logits = self.features_and_logits(images)
         out = {"fid": bootstrap_fid(features, self.reference).as_dict(), "feature": self.extractor.feature,
                "reference": self.reference.source, "sampling_s": sampling_s, "checkpoint_step": step,
-               "sampler": s.sampler, "sampling_steps": s.steps, "guidance": s.guidance}
+               "sampler": s.sampler, "sampling_steps": s.steps, "guidance": s.guidance,
+               "guidance_interval": [s.guidance_from, s.guidance_to], "eta": s.eta, "skip": skip,
+               "network_evaluations": s.steps * images_per_sample(k, s.guidance)}
         if logits is not None:
             probabilities = logits.softmax(1)
             out["confident"] = binomial_share(probabilities.max(1).values.numpy() >= domain_scores(logits).threshold)
@@ -154,13 +167,24 @@ class Scorer:
         return out
 
 
+def labelled_overrides(study: Study, dataset: str, data_dir: str | None) -> list[str]:
+    """What unlabelled data changes in the base recipe (class-conditional, guided w = 2): unconditional, unguided —
+    or one sentence when the study is about class conditioning itself."""
+    data = load_dataset(dataset, root=data_dir, limit=2, seed=0)
+    if data.num_classes:
+        return []
+    if study.needs_labels:
+        raise DdpmError(f"study {study.name!r} needs class labels; dataset {dataset!r} has none")
+    return ["data.conditional=false", "sample.guidance=0"]
+
+
 def run_study(study: Study, out: Path, settings: StudySettings, *, device, only: list[str] | None = None,
               data_dir: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any] | None:
     """Run (or continue) ``study`` in ``out``; returns the gathered results once every arm and seed is scored (None
     when ``only`` left some for another process)."""
     for name in only or []:
         study.arm(name)  # an unknown arm is refused before any work
-    settings.check_against(out)
+    settings.check_against(out)  # (the CLI has checked the data's labels: ``labelled_overrides``)
     dataset = arm_config(study, study.arms[0].name, settings, 0).data.dataset
     scorer = Scorer(dataset, settings.samples, settings.feature, device, data_dir)
     wanted = [a.name for a in study.arms if not only or a.name in only]

@@ -107,6 +107,23 @@ def plot_loss_curves(runs: dict[str, Path], path: str | Path) -> Path:
     return _save(fig, path)
 
 
+def plot_fid_vs_evaluations(families: dict[str, list[tuple]], path: str | Path) -> Path:
+    """FID (with its 95% interval) against network evaluations per sample, one line per family of settings (a
+    sampler), and beside it the wall time of the sampling. ``families``: name → [(evaluations, fid, low, high, s)]."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for name, points in families.items():
+        nfe, fid, low, high, seconds = (np.array(v, dtype=float) for v in zip(*sorted(points)))
+        axes[0].errorbar(nfe, fid, yerr=[fid - low, high - fid], marker="o", capsize=2, label=name)
+        axes[1].plot(nfe, seconds, marker="o", label=name)
+    axes[0].set(xscale="log", yscale="log", xlabel="network evaluations per sample", ylabel="FID", title="FID (95% interval)")
+    axes[1].set(xscale="log", yscale="log", xlabel="network evaluations per sample", ylabel="s", title="sampling wall time")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def plot_loss_heatmap(run_dir: Path, path: str | Path) -> Path:
     """Loss per tenth of the timestep range (rows) over training (columns), each normalised by its first value,
     so it shows which noise levels the model has learned and when."""
