@@ -29,6 +29,8 @@ def test_arms_differ_only_in_their_own_setting(name):
     first = arm_config(study, study.arms[0].name, settings, seed=0)
     assert first.train.lr == 0.001 and first.train.steps == 100 and first.train.max_minutes is None
     for arm in study.arms[1:]:
+        if arm.preset != study.arms[0].preset:  # (the budget study's second recipe: compared with its own first arm)
+            continue
         config = arm_config(study, arm.name, settings, seed=0)
         allowed = {o.split("=")[0] for o in arm.overrides + study.arms[0].overrides}
         if arm.budget_factor != 1:
@@ -40,6 +42,22 @@ def test_arms_differ_only_in_their_own_setting(name):
         assert changed <= allowed, (arm.name, changed - allowed)
     timed = arm_config(study, study.arms[0].name, StudySettings(name, 5.0, None, 1, 50, (), "domain"), seed=3)
     assert timed.train.max_minutes == 5.0 and timed.train.steps == STEPS_UNDER_A_TIME_BUDGET and timed.train.seed == 3
+
+
+def test_memorisation_tells_copies_from_new_images():
+    """The training images themselves are all near-copies (distance 0); held-out real images are as far from the training
+    set as the test images that set the threshold: about 1% fall under it."""
+    from ddpm.data import load_dataset
+    from ddpm.metrics.memorisation import memorisation
+
+    train = load_dataset("mnist", limit=2000, seed=1).images
+    test = load_dataset("mnist", split="test", limit=1000, seed=2).images
+    copies = memorisation(train[:300], test[:500], train)
+    assert copies["nn_ratio"] < 0.01 and copies["near_copies"]["value"] == 1  # (cdist rounds 0 to ~1e-3)
+    fresh = memorisation(test[500:], test[:500], train)
+    assert 0.85 < fresh["nn_ratio"] < 1.15
+    p, se = fresh["near_copies"]["value"], (0.01 * 0.99 / 500) ** 0.5
+    assert abs(p - 0.01) < 4 * se + 0.01  # the threshold is itself a 1% quantile of 500 draws
 
 
 def test_the_mlp_arm_has_the_unet_s_parameter_count():

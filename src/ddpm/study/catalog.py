@@ -17,7 +17,8 @@ BASE_PRESET = "mnist-demo"
 @dataclass(frozen=True)
 class Arm:
     """One setting of a study: ``overrides`` (``section.key=value``) on the base recipe; ``budget_factor``
-    multiplies the study's budget (the time-input study's two training lengths). In a sampling study every arm
+    multiplies the study's budget (the time-input study's two training lengths); ``preset`` is the recipe it
+    starts from. In a sampling study every arm
     samples the one trained model: ``sampling`` holds its settings (sampler, steps, eta, guidance, interval,
     skip) and ``family`` the curve it belongs to (the metric against network evaluations)."""
 
@@ -26,6 +27,7 @@ class Arm:
     budget_factor: float = 1.0
     sampling: tuple[tuple[str, object], ...] = ()
     family: str = ""
+    preset: str = BASE_PRESET  # the recipe the arm starts from (the budget study compares two)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Study:
     claims: tuple[tuple[str, str], ...] = ()  # (better arm, worse arm) pairs the write-ups assert
     base: tuple[str, ...] = field(default=())  # overrides of every arm
     samples: int | None = None  # the default number of samples scored per arm (None: the command's)
+    memorisation: bool = False  # also measure how close samples come to their arm's training images
     needs_labels: bool = False  # a study of class conditioning cannot run on unlabelled data
 
     @property
@@ -74,7 +77,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
            Arm("with-t-2x", budget_factor=2.0), Arm("without-t-2x", ("model.use_time=false",), budget_factor=2.0)),
           minutes=8, claims=(("with-t", "without-t"), ("without-t-2x", "without-t"))),
     Study("small-data", "1.5k training images are enough for passable digits", "the write-ups",
-          (Arm("1.5k", ("data.limit=1500",)), Arm("full")), minutes=15, claims=(("full", "1.5k"),)),
+          (Arm("1.5k", ("data.limit=1500",)), Arm("full")), minutes=15, claims=(("full", "1.5k"),), memorisation=True),
     Study("objectives", "predicting ε (L_simple) is the best target; x₀ and μ̃ are worse", "Ho et al. 2020 Table 2; Salimans & Ho 2022 (v)",
           _sweep("diffusion.prediction", ("eps", "x0", "v", "mu")), minutes=12,
           claims=(("eps", "x0"), ("eps", "mu"))),
@@ -100,6 +103,11 @@ def _sampler_arms() -> tuple[Arm, ...]:
 
 
 STUDIES.update({s.name: s for s in (
+    Study("budget", "quality against compute: what 5, 15, 30 and 60 CPU-minutes buy with the demo recipe and the mnist "
+          "preset (the curve to plan a run by)", "this project",
+          tuple(Arm(f"{preset}-{5 * factor}min", budget_factor=factor, preset=preset, family=preset)
+                for preset in ("mnist-demo", "mnist") for factor in (1, 3, 6, 12)),
+          minutes=5, claims=(("mnist-demo-60min", "mnist-demo-5min"), ("mnist-60min", "mnist-5min"))),
     Study("samplers", "naive step skipping is very disappointing, DDIM divides the steps by 5, and under 500 steps DDIM "
           "beats DDPM (above, DDPM wins)", "the write-ups; Song et al. 2021 (DDIM); Lu et al. 2022 (DPM-Solver++)",
           _sampler_arms(), minutes=20, samples=300,

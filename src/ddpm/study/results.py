@@ -47,6 +47,11 @@ def table(results: dict[str, Any]) -> list[str]:
                                         str(first["network_evaluations"]), f"{first['sampling_s']:.0f}"]) + " |")
     floor = results["floor"]
     rows.append(f"| floor: {floor['num']} real training images | | | {_fid(floor)} |" + " |" * (len(head) - 4))
+    memorised = [(arm, runs[0]["memorisation"]) for arm, runs in by_arm(results).items() if "memorisation" in runs[0]]
+    if memorised:  # a table of its own: how close samples come to their arm's training images
+        rows += ["", "| arm | training images | nearest-training distance, samples / test images | near-copies (≈ 1% if none) |",
+                 "|---|---|---|---|"]
+        rows += [f"| {arm} | {m['train_images']} | {m['nn_ratio']:.2f} | {_share(m['near_copies'])} |" for arm, m in memorised]
     return rows
 
 
@@ -72,7 +77,8 @@ def write(study: Study, results: dict[str, Any], out: Path) -> dict[str, Path]:
     budget = f"{s['steps']} steps" if s["steps"] is not None else f"{s['minutes']:g} min"
     first = results["arms"][0]
     md = [f"# Study `{study.name}`", "", f"Claim: {study.claim} ({study.source}).", "",
-          f"Every arm: the `mnist-demo` recipe with its own setting, {budget} of training per arm (× the arm's factor), "
+          f"Every arm: the `{'` / `'.join(sorted({a.preset for a in study.arms}))}` recipe with its own setting, {budget} of "
+          "training per arm (× the arm's factor), "
           f"{s['seeds']} seed(s); scored on {s['samples']} samples (seed 0, {first['sampler']} {first['sampling_steps']} steps, "
           f"guidance w = {first['guidance']:g}) by {first['feature']} features against {first['reference']}.", "",
           *table(results), "", "Claims:", *claim_sentences(study, results), ""]

@@ -21,7 +21,7 @@ from ..io import atomic_write_text
 from ..metrics.frechet import FeatureStats
 from ..models import build_schedule, load_model
 from ..viz import save_grid
-from .catalog import BASE_PRESET, Study
+from .catalog import Study
 from .stats import binomial_share, bootstrap_fid
 
 SETTINGS_FILE, RESULT_FILE = "study-settings.json", "study-result.json"
@@ -63,10 +63,10 @@ class StudySettings:
 
 
 def arm_config(study: Study, arm_name: str, settings: StudySettings, seed: int) -> RunConfig:
-    """The run config of one arm and seed: the base preset, the study's and the arm's overrides, the budget, the
-    user's --set (which apply to every arm alike) and the seed. Arms differ only in their own overrides."""
+    """The run config of one arm and seed: its preset, the study's and the arm's overrides, the budget, the user's
+    --set (which apply to every arm alike) and the seed. Arms differ only in their own overrides (and budget)."""
     arm = study.arm(arm_name)
-    base = RunConfig.from_toml(BASE_PRESET)
+    base = RunConfig.from_toml(arm.preset)
     if settings.steps is not None:  # steps alone end training: the preset's time budget is lifted
         base = replace(base, train=replace(base.train, max_minutes=None))
         budget = [f"train.steps={max(1, round(settings.steps * arm.budget_factor))}"]
@@ -93,7 +93,7 @@ def run_arm(study: Study, arm_name: str, seed: int, settings: StudySettings, out
     trainer = Trainer(None if resuming else config, run, device, resume=resuming, force=not resuming and run.exists(), quiet=True)
     summary = trainer.run()
     log(f"study {study.name}: arm {arm_name} (seed {seed}) trained {summary['steps']} steps; scoring {settings.samples} samples")
-    scores = scorer.score(run, device, dict(arm.sampling), result_path.parent)
+    scores = scorer.score(run, device, dict(arm.sampling), result_path.parent, memorisation=study.memorisation)
     result = {"arm": arm_name, "seed": seed, "family": arm.family, "steps": summary["steps"],
               "train_minutes": summary["elapsed_s"] / 60, "parameters": summary["parameters"],
               "config": trainer.config.to_dict(), **scores}
@@ -132,9 +132,10 @@ class Scorer:
         features, _ = self.features_and_logits(real.images)
         return bootstrap_fid(features, self.reference).as_dict()
 
-    def score(self, run: Path, device, sampling: dict[str, Any], folder: Path) -> dict[str, Any]:
+    def score(self, run: Path, device, sampling: dict[str, Any], folder: Path, memorisation: bool = False) -> dict[str, Any]:
         """Score the model in ``run`` sampled with its [sample] settings, replaced by ``sampling`` (a sampling study's
-        arm); its first 100 samples are drawn into ``folder``/study-samples.png."""
+        arm); its first 100 samples are drawn into ``folder``/study-samples.png. ``memorisation``: also how close
+        the samples come to the run's own training images (``metrics.memorisation``)."""
         import time
 
         from ..guidance import images_per_sample
@@ -164,6 +165,14 @@ class Scorer:
             out["confident"] = binomial_share(probabilities.max(1).values.numpy() >= domain_scores(logits).threshold)
             if labels is not None:
                 out["asked"] = binomial_share((logits.argmax(1) == labels).numpy())
+        if memorisation:
+            from ..metrics.memorisation import memorisation as nearest
+
+            train = load_dataset(d.dataset, root=d.data_dir, image_size=d.image_size, channels=d.channels, limit=d.limit,
+                                 seed=config.train.seed, test_fraction=d.test_fraction)  # the images the run trained on
+            test = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels,
+                                limit=self.samples, seed=0, test_fraction=d.test_fraction)
+            out["memorisation"] = nearest(images, test.images, train.images)
         return out
 
 
