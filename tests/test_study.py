@@ -27,13 +27,14 @@ def test_arms_differ_only_in_their_own_setting(name):
     study = STUDIES[name]
     settings = StudySettings(name, None, 100, 1, 50, ("train.lr=0.001",), "domain")
     first = arm_config(study, study.arms[0].name, settings, seed=0)
-    assert first.train.lr == 0.001 and first.train.steps == 100 and first.train.max_minutes is None
+    assert first.train.lr == 0.001 and first.train.max_minutes is None
+    assert first.train.steps == round(100 * study.arms[0].budget_factor)
     for arm in study.arms[1:]:
         if arm.preset != study.arms[0].preset:  # (the budget study's second recipe: compared with its own first arm)
             continue
         config = arm_config(study, arm.name, settings, seed=0)
         allowed = {o.split("=")[0] for o in arm.overrides + study.arms[0].overrides}
-        if arm.budget_factor != 1:
+        if arm.budget_factor != study.arms[0].budget_factor:
             allowed.add("train.steps")
             assert config.train.steps == round(100 * arm.budget_factor)
         changed = set(first.changed_keys(config))
@@ -41,7 +42,8 @@ def test_arms_differ_only_in_their_own_setting(name):
             changed = {k for k in changed if not k.startswith("model.")}
         assert changed <= allowed, (arm.name, changed - allowed)
     timed = arm_config(study, study.arms[0].name, StudySettings(name, 5.0, None, 1, 50, (), "domain"), seed=3)
-    assert timed.train.max_minutes == 5.0 and timed.train.steps == STEPS_UNDER_A_TIME_BUDGET and timed.train.seed == 3
+    assert timed.train.max_minutes == pytest.approx(5.0 * study.arms[0].budget_factor)
+    assert timed.train.steps == STEPS_UNDER_A_TIME_BUDGET and timed.train.seed == 3
 
 
 def test_memorisation_tells_copies_from_new_images():
@@ -195,3 +197,16 @@ def test_a_study_of_class_conditioning_is_refused_on_unlabelled_data(tmp_path, c
 
     assert labelled_overrides(STUDIES["schedules"], "folder", str(folder)) == ["data.conditional=false", "sample.guidance=0"]
     assert labelled_overrides(STUDIES["guidance"], "mnist", None) == []
+
+
+def test_a_loss_study_trains_one_run_in_stages_and_measures_each_timestep(tmp_path):
+    out = tmp_path / "loss"
+    assert main(["study", "loss-per-timestep", "--out", str(out), "--steps", "12", "--samples", "16", *TINY]) == 0
+    results = json.loads((out / "study.json").read_text())
+    assert [r["steps"] for r in results["arms"]] == [2, 4, 6, 8, 10, 12]  # one run, trained further at each stage
+    assert [r["checkpoint_step"] for r in results["arms"]] == [2, 4, 6, 8, 10, 12]
+    assert sorted(p.name for p in (out / "arms").iterdir() if (p / "checkpoints").is_dir()) == ["model-s0"]
+    times = STUDIES["loss-per-timestep"].loss_times
+    assert all(list(r["losses"]) == [str(t) for t in times] and r["losses"]["500"]["num"] == 16 for r in results["arms"])
+    md = (out / "study.md").read_text()
+    assert "| stage-6 | 12 |" in md and "settles no claim" in md and results["floor"] is None

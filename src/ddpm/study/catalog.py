@@ -41,12 +41,20 @@ class Study:
     base: tuple[str, ...] = field(default=())  # overrides of every arm
     samples: int | None = None  # the default number of samples scored per arm (None: the command's)
     memorisation: bool = False  # also measure how close samples come to their arm's training images
+    # a study of the loss at these single timesteps over training: its arms are stages of one run, each trained to
+    # its share of the budget (budget_factor) and scored by the held-out loss at each t instead of samples
+    loss_times: tuple[int, ...] = ()
     needs_labels: bool = False  # a study of class conditioning cannot run on unlabelled data
 
     @property
     def samples_one_model(self) -> bool:
         """A sampling study: one model trained once, its arms only sample it differently."""
         return bool(self.arms) and all(arm.sampling for arm in self.arms)
+
+    @property
+    def one_model(self) -> bool:
+        """Whether all arms (of a seed) share one run: a sampling study, or the stages of a loss study."""
+        return self.samples_one_model or bool(self.loss_times)
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -102,7 +110,12 @@ def _sampler_arms() -> tuple[Arm, ...]:
     return tuple(arms)
 
 
+STAGES = 6
 STUDIES.update({s.name: s for s in (
+    Study("loss-per-timestep", "the loss at single timesteps shows what training has learned, and when, better than the "
+          "training loss, whose random t makes it noisy", "the write-ups (their proposed measure)",
+          tuple(Arm(f"stage-{k}", budget_factor=k / STAGES) for k in range(1, STAGES + 1)), minutes=20,
+          loss_times=(1, 50, 200, 500, 800, 999)),
     Study("budget", "quality against compute: what 5, 15, 30 and 60 CPU-minutes buy with the demo recipe and the mnist "
           "preset (the curve to plan a run by)", "this project",
           tuple(Arm(f"{preset}-{5 * factor}min", budget_factor=factor, preset=preset, family=preset)
@@ -132,8 +145,12 @@ def describe() -> str:
     lines = []
     for s in STUDIES.values():
         lines.append(f"{s.name}: {s.claim} ({s.source})")
-        lines.append(f"    arms: {', '.join(a.name + (f' ({a.budget_factor:g}× budget)' if a.budget_factor != 1 else '') for a in s.arms)}")
-        if s.samples_one_model:
+        factor = (lambda a: "") if s.loss_times else (lambda a: f" ({a.budget_factor:g}× budget)" if a.budget_factor != 1 else "")
+        lines.append(f"    arms: {', '.join(a.name + factor(a) for a in s.arms)}")
+        if s.loss_times:
+            lines.append(f"    default budget: one model trained {s.minutes:g} min on a 2-core CPU in {len(s.arms)} stages, "
+                         f"the held-out loss at t = {', '.join(map(str, s.loss_times))} after each")
+        elif s.samples_one_model:
             lines.append(f"    default budget: one model trained {s.minutes:g} min on a 2-core CPU, then every arm scored on "
                          f"{s.samples or 1000} samples ({sum(dict(a.sampling).get('steps', 50) for a in s.arms)} sampling steps in all)")
         else:

@@ -30,8 +30,22 @@ def by_arm(results: dict[str, Any]) -> dict[str, list[dict]]:
     return arms
 
 
+def loss_table(results: dict[str, Any]) -> list[str]:
+    """A loss study's rows: per stage (seed 0), the held-out loss at each single t ± its standard error."""
+    times = list(results["arms"][0]["losses"])
+    rows = ["| stage | steps | train min | " + " | ".join(f"loss at t = {t}" for t in times) + " |",
+            "|" + "---|" * (3 + len(times))]
+    for arm, runs in by_arm(results).items():
+        r = runs[0]
+        rows.append(f"| {arm} | {r['steps']} | {r['train_minutes']:.1f} | "
+                    + " | ".join(f"{r['losses'][t]['value']:.4f} ± {r['losses'][t]['se']:.4f}" for t in times) + " |")
+    return rows
+
+
 def table(results: dict[str, Any]) -> list[str]:
     """Markdown rows: per arm (seed 0's interval; with several seeds the mean and spread across seeds too)."""
+    if "losses" in results["arms"][0]:
+        return loss_table(results)
     seeds = results["settings"]["seeds"]
     head = ["arm", "steps", "train min", f"FID [95% bootstrap], n = {results['settings']['samples']}",
             *(["FID over seeds (mean ± sd)"] if seeds > 1 else []), "confident", "asked class", "net evals", "sampling s"]
@@ -76,12 +90,17 @@ def write(study: Study, results: dict[str, Any], out: Path) -> dict[str, Path]:
     s = results["settings"]
     budget = f"{s['steps']} steps" if s["steps"] is not None else f"{s['minutes']:g} min"
     first = results["arms"][0]
-    md = [f"# Study `{study.name}`", "", f"Claim: {study.claim} ({study.source}).", "",
-          f"Every arm: the `{'` / `'.join(sorted({a.preset for a in study.arms}))}` recipe with its own setting, {budget} of "
-          "training per arm (× the arm's factor), "
-          f"{s['seeds']} seed(s); scored on {s['samples']} samples (seed 0, {first['sampler']} {first['sampling_steps']} steps, "
-          f"guidance w = {first['guidance']:g}) by {first['feature']} features against {first['reference']}.", "",
-          *table(results), "", "Claims:", *claim_sentences(study, results), ""]
+    recipe = f"the `{'` / `'.join(sorted({a.preset for a in study.arms}))}` recipe"
+    if study.loss_times:
+        how = (f"One run of {recipe}, {budget} of training in all, in {len(study.arms)} stages; after each, the EMA model's "
+               f"squared error of its target on {s['samples']} test images at each single t (the same images and noise "
+               "every time), ± its standard error over the images. This study measures; it settles no claim.")
+    else:
+        how = (f"Every arm: {recipe} with its own setting, {budget} of training per arm (× the arm's factor), {s['seeds']} "
+               f"seed(s); scored on {s['samples']} samples (seed 0, {first['sampler']} {first['sampling_steps']} steps, guidance "
+               f"w = {first['guidance']:g}) by {first['feature']} features against {first['reference']}.")
+    md = [f"# Study `{study.name}`", "", f"Claim: {study.claim} ({study.source}).", "", how, "",
+          *table(results), "", *(["Claims:", *claim_sentences(study, results), ""] if study.claims else [])]
     paths = {"md": atomic_write_text(out / "study.md", "\n".join(md)),
              "json": atomic_write_text(out / "study.json", json.dumps(results, indent=1) + "\n")}
     paths["html"] = write_html(study, results, out, md)
@@ -106,12 +125,17 @@ def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) 
         if r.get("family") and r["seed"] == 0:
             families.setdefault(r["family"], []).append((r["network_evaluations"], r["fid"]["value"], r["fid"]["low"],
                                                          r["fid"]["high"], r["sampling_s"]))
+    stages = [r for r in results["arms"] if "losses" in r and r["seed"] == 0]
+    if stages:
+        curve = plots.plot_losses_over_training(stages, out / "study-losses.png")
+        parts.append("<h2>Held-out loss at single timesteps over training</h2><img src='data:image/png;base64,"
+                     + base64.b64encode(curve.read_bytes()).decode() + "'>")
     if families:
         curve = plots.plot_fid_vs_evaluations(families, out / "study-fid.png")
         parts.append("<h2>FID against network evaluations per sample</h2><img src='data:image/png;base64,"
                      + base64.b64encode(curve.read_bytes()).decode() + "'>")
-    curves = plots.plot_loss_curves({f"{r['arm']}-s{r['seed']}": out / "arms" / f"{r['arm']}-s{r['seed']}" for r in results["arms"]},
-                                    out / "study-loss.png")
+    runs = sorted({f"model-s{r['seed']}" if study.one_model else f"{r['arm']}-s{r['seed']}" for r in results["arms"]})
+    curves = plots.plot_loss_curves({name: out / "arms" / name for name in runs}, out / "study-loss.png")
     parts.append("<h2>Training loss</h2><img src='data:image/png;base64," + base64.b64encode(curves.read_bytes()).decode() + "'>")
     style = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}figure{display:inline-block;margin:4px}" \
             "img{image-rendering:pixelated}pre{background:#f6f6f6;padding:1em;overflow:auto}"

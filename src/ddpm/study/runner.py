@@ -86,14 +86,17 @@ def run_arm(study: Study, arm_name: str, seed: int, settings: StudySettings, out
     if result_path.is_file():
         return json.loads(result_path.read_text())
     # a sampling study trains its one model once per seed; every other study one model per arm
-    run = out / "arms" / (f"model-s{seed}" if study.samples_one_model else f"{arm_name}-s{seed}")
+    run = out / "arms" / (f"model-s{seed}" if study.one_model else f"{arm_name}-s{seed}")
     config = arm_config(study, arm_name, settings, seed)
     resuming = run.exists() and bool(list_checkpoints(run))
     log(f"study {study.name}: arm {arm_name} (seed {seed}) {'continues' if resuming else 'trains'} {run}")
-    trainer = Trainer(None if resuming else config, run, device, resume=resuming, force=not resuming and run.exists(), quiet=True)
+    # a loss study's stage trains the shared run further (a resume may change the budget); others keep its config
+    keep = None if resuming and not study.loss_times else config
+    trainer = Trainer(keep, run, device, resume=resuming, force=not resuming and run.exists(), quiet=True)
     summary = trainer.run()
-    log(f"study {study.name}: arm {arm_name} (seed {seed}) trained {summary['steps']} steps; scoring {settings.samples} samples")
-    scores = scorer.score(run, device, dict(arm.sampling), result_path.parent, memorisation=study.memorisation)
+    log(f"study {study.name}: arm {arm_name} (seed {seed}) trained {summary['steps']} steps; scoring it")
+    scores = scorer.losses(run, device, study.loss_times) if study.loss_times else \
+        scorer.score(run, device, dict(arm.sampling), result_path.parent, memorisation=study.memorisation)
     result = {"arm": arm_name, "seed": seed, "family": arm.family, "steps": summary["steps"],
               "train_minutes": summary["elapsed_s"] / 60, "parameters": summary["parameters"],
               "config": trainer.config.to_dict(), **scores}
@@ -125,6 +128,30 @@ class Scorer:
         if hasattr(self.extractor, "classify"):
             return self.extractor.classify(images)
         return np.asarray(self.extractor(images)), None
+
+    def losses(self, run: Path, device, times: tuple[int, ...]) -> dict[str, Any]:
+        """The held-out L_simple of the model in ``run`` (EMA weights) at each single timestep t: the squared error of
+        its mean output on ``samples`` test images, the same images and noise for every t and every stage, its mean
+        and standard error over the images."""
+        from ..generate import model_cond
+        from ..objectives import training_loss
+
+        model, config, step = load_model(run, device=device)
+        d = config.data
+        test = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels,
+                            limit=self.samples, seed=0, test_fraction=d.test_fraction)
+        x0, y = test.batch(torch.arange(len(test)), device)
+        cond = model_cond(config, y)
+        schedule = build_schedule(config).to(device)
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)).to(device)
+        losses = {}
+        with torch.no_grad():
+            for t in times:
+                t = min(t, schedule.num_timesteps - 1)
+                mse = training_loss(model, schedule, x0, prediction=config.diffusion.prediction, variance=config.diffusion.variance,
+                                    t=torch.full((len(x0),), t, device=device), noise=noise, cond=cond)["mse"].double().cpu()
+                losses[str(t)] = {"value": mse.mean().item(), "se": (mse.std() / len(mse) ** 0.5).item(), "num": len(mse)}
+        return {"losses": losses, "checkpoint_step": step, "network_evaluations": 0, "sampling_s": 0.0}
 
     def floor(self) -> dict[str, Any]:
         """FID of ``samples`` real training images (a fixed draw) against the test reference: a perfect model's score."""
@@ -210,7 +237,7 @@ def run_study(study: Study, out: Path, settings: StudySettings, *, device, only:
     arms = [json.loads((out / "arms" / f"{a.name}-s{seed}" / RESULT_FILE).read_text())
             for a in study.arms for seed in range(settings.seeds)]
     floor_path = out / "study-floor.json"
-    if not floor_path.is_file():
+    if not floor_path.is_file() and not study.loss_times:
         atomic_write_text(floor_path, json.dumps(scorer.floor()) + "\n")
     return {"study": study.name, "claim": study.claim, "source": study.source, "settings": asdict(settings),
-            "floor": json.loads(floor_path.read_text()), "arms": arms}
+            "floor": json.loads(floor_path.read_text()) if floor_path.is_file() else None, "arms": arms}

@@ -124,6 +124,22 @@ def plot_fid_vs_evaluations(families: dict[str, list[tuple]], path: str | Path) 
     return _save(fig, path)
 
 
+def plot_losses_over_training(stages: list[dict[str, Any]], path: str | Path) -> Path:
+    """A loss study: the held-out loss at each single t (one line each, ± 2 standard errors) against training steps,
+    each relative to its first stage's value (log scale), so that the timesteps' progress compares."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    steps = np.array([r["steps"] for r in stages], dtype=float)
+    for t in stages[0]["losses"]:
+        value = np.array([r["losses"][t]["value"] for r in stages])
+        se = np.array([r["losses"][t]["se"] for r in stages])
+        ax.errorbar(steps, value / value[0], yerr=2 * se / value[0], marker="o", capsize=2, label=f"t = {t}")
+    ax.set(xlabel="training step", ylabel="loss / first stage's", yscale="log", title="held-out loss at single timesteps")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def plot_loss_heatmap(run_dir: Path, path: str | Path) -> Path:
     """Loss per tenth of the timestep range (rows) over training (columns), each normalised by its first value,
     so it shows which noise levels the model has learned and when."""
