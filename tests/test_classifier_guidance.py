@@ -316,3 +316,12 @@ def test_eval_with_a_classifier_logs_its_scale_and_the_asked_class_share(runs, c
     row = json.loads((runs / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert row["classifier_scale"] == 1.5 and row["classifier"] == str(runs / "clf")
     assert 0 <= row["domain_asked"] <= 1 and row["domain_asked_se"] == pytest.approx((row["domain_asked"] * (1 - row["domain_asked"]) / 10) ** 0.5)
+
+
+def test_a_classifier_run_resumes_with_more_steps_and_is_scored_again(runs, capsys):
+    import json
+
+    assert main(["train-classifier", "--resume", str(runs / "clf"), "--steps", "5", "--eval-images", "10", "--quiet"]) == 0
+    records = [json.loads(line) for line in (runs / "clf" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["checkpoint_step"] for r in records if r.get("kind") == "classifier_eval"][-1] == 5
+    assert "accuracy on 10 noisy mnist:test images" in capsys.readouterr().err

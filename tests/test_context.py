@@ -298,3 +298,10 @@ def test_viz_guidance_and_interpolation_from_the_command_line(context_run, tmp_p
     assert strip.exists()
     assert main(["viz", "interpolation", str(context_run), "--between", "3", "1,0", "--out", str(tmp_path / "x.png")]) == 2
     assert "must have 10 numbers" in capsys.readouterr().err
+
+
+def test_the_report_of_a_onehot_run_shows_the_guidance_sweep_and_the_interpolation(context_run):
+    assert main(["report", str(context_run), "--no-full-ddpm"]) == 0
+    page = (context_run / "report.html").read_text()
+    assert "Guidance strength" in page and "From one context to another" in page
+    assert (context_run / "report" / "guidance.gif").exists() and (context_run / "report" / "interpolation.png").exists()

@@ -112,7 +112,8 @@ def make_pictures(run_dir: Path, out: Path, model: torch.nn.Module, config, *, d
                                          null_label=config.model.num_classes, device=device,
                                          interval=(s.guidance_from, s.guidance_to))
         pictures["guidance"] = save_image(sweep_panel(finals, GUIDANCE_WEIGHTS, "w"), out / "guidance.png")
-        pictures["guidance_gif"] = sweep_gif(records, finals, GUIDANCE_WEIGHTS, "w", out / "guidance.gif")
+        # small (1× pixels, 20 frames): the page embeds it, and 40 frames at 2× weigh 4 MB
+        pictures["guidance_gif"] = sweep_gif(records, finals, GUIDANCE_WEIGHTS, "w", out / "guidance.gif", scale=1, max_frames=20)
     if config.data.context == "onehot" and k > 1:
         log("report: context interpolation")
         c0, c1 = (model_cond(config, torch.tensor([label]))["context"][0] for label in (0, 1))
