@@ -325,3 +325,22 @@ def test_a_classifier_run_resumes_with_more_steps_and_is_scored_again(runs, caps
     records = [json.loads(line) for line in (runs / "clf" / "metrics.jsonl").read_text().splitlines()]
     assert [r["checkpoint_step"] for r in records if r.get("kind") == "classifier_eval"][-1] == 5
     assert "accuracy on 10 noisy mnist:test images" in capsys.readouterr().err
+
+
+def test_a_classifier_s_labels_are_not_taken_for_a_context_model_s_vectors():
+    """A model on 3-d context vectors guided by a 10-class classifier: the labels are the classifier's; the model gets
+    the null context (or the vectors given), never a one-hot of a label."""
+    schedule, clf = NoiseSchedule.from_name("linear", 50), tiny_classifier()
+    net = randomised(UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,),
+                                     head_channels=8, norm_groups=4, context_dim=3)))
+    common = dict(num=2, shape=(1, 8, 8), sampler="ddim", steps=4, seed=0, labels=torch.tensor([7, 9]))
+    guided = generate(net, schedule, classifier=clf, classifier_scale=2.0, **common)
+    from ddpm import rng
+    from ddpm.data import to_uint8
+
+    noise = rng.SampleNoise(0, range(2))  # by hand: the wrapper given only y, so the model sees no context (the null)
+    by_hand = SAMPLERS["ddim"](ClassifierGuidance(net, clf, 2.0, schedule), schedule, rng.randn((2, 1, 8, 8), noise, "cpu"),
+                               steps=4, clip_x0=True, generator=noise, cond={"y": torch.tensor([7, 9])})
+    assert torch.equal(guided, to_uint8(by_hand))
+    with_vectors = generate(net, schedule, classifier=clf, classifier_scale=2.0, contexts=torch.tensor([[1.0, 0, 0]]), **common)
+    assert with_vectors.shape == guided.shape and not torch.equal(with_vectors, guided)

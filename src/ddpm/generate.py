@@ -50,7 +50,7 @@ def generate(
     whatever ``batch_size``, device or split of the work (``first_index`` lets a shard continue the count).
     ``x_T`` [num, C, H, W], when given, replaces the streams' first draw. ``labels`` [num] condition a class-conditional
     model; ``contexts`` [num, k] a model on context vectors, for which ``labels`` alone stand for their one-hot vectors
-    (a run on data.context = onehot). ``guidance`` > 0 is the classifier-free guidance
+    (a run on data.context = onehot) unless a classifier guides (then they are the classifier's). ``guidance`` > 0 is the classifier-free guidance
     weight w, applied while t/T is in ``guidance_interval``. ``classifier`` (a noise-aware classifier, ``models.load_classifier``)
     with ``classifier_scale`` s > 0 guides towards ``labels`` (``guidance.ClassifierGuidance``; s = 0: unguided, the
     classifier is not called), on its own or on top of classifier-free guidance. ``eta`` is DDIM's and refused for another sampler, like every option a sampler does not take
@@ -60,7 +60,10 @@ def generate(
         raise DdpmError(f"eta is DDIM's stochasticity; the {sampler!r} sampler takes no eta")
     net_config = getattr(model, "config", None)
     num_classes, context_dim = getattr(net_config, "num_classes", None), getattr(net_config, "context_dim", None)
-    if contexts is not None or (context_dim and labels is not None):
+    guided_by_classifier = classifier is not None and classifier_scale > 0
+    # labels stand for one-hot contexts only when they are the model's own (with a classifier they are its classes,
+    # whose meaning for a context model's vectors is unknown here: give ``contexts`` too)
+    if contexts is not None or (context_dim and labels is not None and not guided_by_classifier):
         contexts = check_contexts(contexts if contexts is not None else one_hot(labels, context_dim), context_dim, num)
     if guidance:
         if not (num_classes or context_dim):
@@ -69,7 +72,6 @@ def generate(
             raise DdpmError("classifier-free guidance needs class labels or context vectors to guide towards")
         model = ClassifierFreeGuidance(model, guidance, null_label=num_classes, interval=guidance_interval,
                                        num_timesteps=schedule.num_timesteps)
-    guided_by_classifier = classifier is not None and classifier_scale > 0
     if guided_by_classifier:
         if labels is None:
             raise DdpmError("classifier guidance needs class labels to guide towards")
