@@ -118,7 +118,7 @@ STUDIES.update({s.name: s for s in (
           loss_times=(1, 50, 200, 500, 800, 999)),
     Study("budget", "quality against compute: what 5, 15, 30 and 60 CPU-minutes buy with the demo recipe and the mnist "
           "preset (the curve to plan a run by)", "this project",
-          tuple(Arm(f"{preset}-{5 * factor}min", budget_factor=factor, preset=preset, family=preset)
+          tuple(Arm(f"{preset}-{5 * factor}min", budget_factor=factor, preset=preset)
                 for preset in ("mnist-demo", "mnist") for factor in (1, 3, 6, 12)),
           minutes=5, claims=(("mnist-demo-60min", "mnist-demo-5min"), ("mnist-60min", "mnist-5min"))),
     Study("samplers", "naive step skipping is very disappointing, DDIM divides the steps by 5, and under 500 steps DDIM "

@@ -107,9 +107,13 @@ def write(study: Study, results: dict[str, Any], out: Path) -> dict[str, Path]:
     return paths
 
 
-def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) -> Path:
+def _img(path: Path) -> str:
     import base64
 
+    return f"<img src='data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}'>"
+
+
+def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) -> Path:
     from ..viz import plots
 
     parts = [f"<h1>ddpm study: {html.escape(study.name)}</h1>", "<pre>" + html.escape("\n".join(md)) + "</pre>",
@@ -117,9 +121,7 @@ def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) 
     for r in results["arms"]:
         grid = out / "arms" / f"{r['arm']}-s{r['seed']}" / "study-samples.png"
         if grid.is_file():
-            data = base64.b64encode(grid.read_bytes()).decode()
-            parts.append(f"<figure><figcaption>{html.escape(r['arm'])} (seed {r['seed']})</figcaption>"
-                         f"<img src='data:image/png;base64,{data}'></figure>")
+            parts.append(f"<figure><figcaption>{html.escape(r['arm'])} (seed {r['seed']})</figcaption>{_img(grid)}</figure>")
     families = {}
     for r in results["arms"]:
         if r.get("family") and r["seed"] == 0:
@@ -127,16 +129,14 @@ def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) 
                                                          r["fid"]["high"], r["sampling_s"]))
     stages = [r for r in results["arms"] if "losses" in r and r["seed"] == 0]
     if stages:
-        curve = plots.plot_losses_over_training(stages, out / "study-losses.png")
-        parts.append("<h2>Held-out loss at single timesteps over training</h2><img src='data:image/png;base64,"
-                     + base64.b64encode(curve.read_bytes()).decode() + "'>")
+        parts.append("<h2>Held-out loss at single timesteps over training</h2>"
+                     + _img(plots.plot_losses_over_training(stages, out / "study-losses.png")))
     if families:
-        curve = plots.plot_fid_vs_evaluations(families, out / "study-fid.png")
-        parts.append("<h2>FID against network evaluations per sample</h2><img src='data:image/png;base64,"
-                     + base64.b64encode(curve.read_bytes()).decode() + "'>")
+        parts.append("<h2>FID against network evaluations per sample</h2>"
+                     + _img(plots.plot_fid_vs_evaluations(families, out / "study-fid.png")))
     runs = sorted({f"model-s{r['seed']}" if study.one_model else f"{r['arm']}-s{r['seed']}" for r in results["arms"]})
-    curves = plots.plot_loss_curves({name: out / "arms" / name for name in runs}, out / "study-loss.png")
-    parts.append("<h2>Training loss</h2><img src='data:image/png;base64," + base64.b64encode(curves.read_bytes()).decode() + "'>")
+    parts.append("<h2>Training loss</h2>" + _img(plots.plot_loss_curves({name: out / "arms" / name for name in runs},
+                                                                        out / "study-loss.png")))
     style = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}figure{display:inline-block;margin:4px}" \
             "img{image-rendering:pixelated}pre{background:#f6f6f6;padding:1em;overflow:auto}"
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>study {html.escape(study.name)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
