@@ -8,7 +8,9 @@ resampled FIDs, re-centred on the measured value, bound it. The re-centring matt
 samples, which alone raises FID (fewer distinct points, the same 1/n bias as a smaller set), so the raw
 percentiles sit above the measured value and, at small n, do not even contain it. The *floor* is the FID of n real training images against the same
 reference: what a perfect model would score at this n. Two arms differ significantly when the 95% interval
-of the difference of their bootstrapped FIDs (drawn independently) excludes 0.
+of the difference of their bootstrapped FIDs excludes 0. The bootstrap is paired: every arm resamples the same
+indices (one seed), and sample i of every arm shares its noise and label, so the difference's interval is narrower
+than the two intervals side by side suggest.
 """
 from __future__ import annotations
 
@@ -61,8 +63,8 @@ def binomial_share(hits: np.ndarray) -> dict:
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """(mean, low, high) of a − b over paired-by-index bootstrap draws of two independent resamplings: the 95%
-    interval of the difference of two FIDs."""
+    """(mean, low, high) of a − b over bootstrap draws paired by index (the same resampled sample indices in both arms):
+    the 95% interval of the difference of two FIDs."""
     d = np.asarray(a) - np.asarray(b)
     tail = (1 - LEVEL) / 2
     return float(d.mean()), float(np.quantile(d, tail)), float(np.quantile(d, 1 - tail))
