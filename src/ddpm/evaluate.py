@@ -195,8 +195,10 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
                            domain_is=scores.inception_score, domain_is_std=scores.inception_score_std,
                            class_histogram=scores.class_histogram)
                 if labels is not None:  # how many samples read as the class they were asked for, ± binomial s.e.
-                    asked = (logits.argmax(1) == labels).double().mean().item()
-                    row.update(domain_asked=asked, domain_asked_se=(asked * (1 - asked) / len(labels)) ** 0.5)
+                    from .metrics.shares import binomial_share
+
+                    asked = binomial_share((logits.argmax(1) == labels).numpy())
+                    row.update(domain_asked=asked["value"], domain_asked_se=asked["se"])
         row.update(nll_row)
         row["wall_s"] = time.time() - started  # sampling and scoring of this row (the NLL's time is nll_s)
         rows.append(row)

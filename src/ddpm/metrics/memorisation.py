@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data import from_uint8
+from .shares import binomial_share
 
 NEAR_QUANTILE = 0.01
 
@@ -32,7 +33,6 @@ def memorisation(samples: torch.Tensor, test: torch.Tensor, train: torch.Tensor)
     """The record {"nn_ratio", "near_copies": {value, se, num}, "sample_nn_median", "test_nn_median", "threshold"}."""
     d_samples, d_test = nearest_distances(samples, train).numpy(), nearest_distances(test, train).numpy()
     threshold = float(np.quantile(d_test, NEAR_QUANTILE))
-    near = float((d_samples < threshold).mean())
     return {"nn_ratio": float(np.median(d_samples) / np.median(d_test)), "sample_nn_median": float(np.median(d_samples)),
             "test_nn_median": float(np.median(d_test)), "threshold": threshold, "train_images": len(train),
-            "near_copies": {"value": near, "se": (near * (1 - near) / len(d_samples)) ** 0.5, "num": len(d_samples)}}
+            "near_copies": binomial_share(d_samples < threshold)}

@@ -15,6 +15,7 @@ import torch
 
 from ..data import ImageData
 from ..schedules import NoiseSchedule
+from .shares import binomial_se
 
 
 @torch.no_grad()
@@ -25,20 +26,21 @@ def noisy_accuracy(classifier: torch.nn.Module, schedule: NoiseSchedule, data: I
     the labelled ``data``. The draws (t and ε) come from ``seed`` alone, so two classifiers meet the same x_t."""
     T = schedule.num_timesteps
     edges = np.linspace(0, T, bands + 1).round().astype(int)
+    bounds = [(int(edges[k]), int(max(edges[k + 1], edges[k] + 1))) for k in range(bands)]  # [lo, hi), never empty
     schedule = schedule.to(device)
     generator = torch.Generator().manual_seed(seed)
     correct = np.zeros(bands)
     for start in range(0, len(data), batch_size):
         index = torch.arange(start, min(start + batch_size, len(data)))
         x0, y = data.batch(index, device)
-        for k in range(bands):
-            t = torch.randint(int(edges[k]), int(max(edges[k + 1], edges[k] + 1)), (len(x0),), generator=generator)
+        for k, (lo, hi) in enumerate(bounds):
+            t = torch.randint(lo, hi, (len(x0),), generator=generator)
             noise = torch.randn(x0.shape, generator=generator).to(device)
             x_t = schedule.q_sample(x0, t.to(device), noise)
             correct[k] += (classifier(x_t, schedule.timesteps[t.to(device)]).argmax(1) == y).sum().item()
     n = len(data)
     accuracy = correct / n
     return {"kind": "classifier_eval", "images": n, "seed": seed, "num_classes": data.num_classes,
-            "bands": [[int(edges[k]), int(max(edges[k + 1], edges[k] + 1)) - 1] for k in range(bands)],
-            "accuracy_per_band": accuracy.tolist(), "accuracy_se": np.sqrt(accuracy * (1 - accuracy) / n).tolist(),
+            "bands": [[lo, hi - 1] for lo, hi in bounds],
+            "accuracy_per_band": accuracy.tolist(), "accuracy_se": binomial_se(accuracy, n).tolist(),
             "accuracy": float(accuracy.mean())}

@@ -22,7 +22,8 @@ from ..metrics.frechet import FeatureStats
 from ..models import build_schedule, load_model
 from ..viz import save_grid
 from .catalog import Study
-from .stats import binomial_share, bootstrap_fid
+from ..metrics.shares import binomial_share
+from .stats import bootstrap_fid
 
 SETTINGS_FILE, RESULT_FILE = "study-settings.json", "study-result.json"
 STEPS_UNDER_A_TIME_BUDGET = 10_000_000  # with --minutes, the clock ends training

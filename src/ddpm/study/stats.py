@@ -1,5 +1,5 @@
 """Honest numbers for studies: FID with a bootstrap interval, the real-vs-real floor at the same sample size,
-binomial standard errors of shares, and whether a difference between two arms exceeds the noise.
+binomial standard errors of shares (``metrics.shares``), and whether a difference between two arms exceeds the noise.
 
 The FID of n samples is biased upwards by roughly tr(Σ)/n and scatters from one draw of n to the next. Its
 interval here is the bootstrap over the samples' features (the reference statistics, from the test split, held
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..metrics.frechet import FeatureStats, frechet_distance
+
 
 BOOTSTRAP_DRAWS = 200
 LEVEL = 0.95
@@ -53,13 +54,6 @@ def bootstrap_fid(features: np.ndarray, reference: FeatureStats, *, draws: int =
     values += value - values.mean()  # re-centred: the resampling's own upward bias removed
     tail = (1 - LEVEL) / 2
     return BootstrappedFID(value, float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)), values, n)
-
-
-def binomial_share(hits: np.ndarray) -> dict:
-    """The share of True in ``hits`` [n] and its binomial standard error √(p(1−p)/n)."""
-    hits = np.asarray(hits, dtype=bool)
-    p = float(hits.mean())
-    return {"value": p, "se": (p * (1 - p) / len(hits)) ** 0.5, "num": len(hits)}
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
