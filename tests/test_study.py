@@ -210,3 +210,108 @@ def test_a_loss_study_trains_one_run_in_stages_and_measures_each_timestep(tmp_pa
     assert all(list(r["losses"]) == [str(t) for t in times] and r["losses"]["500"]["num"] == 16 for r in results["arms"])
     md = (out / "study.md").read_text()
     assert "| stage-6 | 12 |" in md and "settles no claim" in md and results["floor"] is None
+
+
+def test_the_paired_nll_interval_covers_the_true_difference_at_its_level():
+    """400 draws of 256 paired per-image bounds whose true mean difference is 0.05: the 95% interval covers it in
+    95% ± 3 binomial errors of the draws; with the z or the √n broken it covers far more or far less."""
+    from ddpm.study.stats import paired_difference
+
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(400):
+        shared = rng.normal(1.5, 0.3, 256)  # the image's own difficulty, common to both models
+        a, b = shared + 0.05 + rng.normal(0, 0.1, 256), shared + rng.normal(0, 0.1, 256)
+        mean, low, high = paired_difference(a, b)
+        assert low < mean < high
+        covered += low <= 0.05 <= high
+    assert abs(covered / 400 - 0.95) < 3 * (0.95 * 0.05 / 400) ** 0.5
+
+
+def test_a_smaller_budget_scores_fewer_samples_in_proportion():
+    study = STUDIES["schedules"]  # 15 min and 1000 samples by default
+    assert study.default_samples(None) == study.default_samples(15) == study.default_samples(60) == 1000
+    assert study.default_samples(7.5) == 500 and study.default_samples(0.2) == 100  # (at least 100)
+    assert STUDIES["samplers"].default_samples(10) == 150  # its own 300 at 20 min
+
+
+def test_a_study_of_likelihood_scores_every_arm_s_nll_with_its_error_and_claims(tmp_path):
+    """The variance study on a tiny budget: an NLL column with its standard error, the NLL claims settled by the paired
+    interval, and each arm's number equal to ddpm eval --nll with the same images, timesteps and seed."""
+    out = tmp_path / "variance"
+    assert main(["study", "variance", "--out", str(out), "--steps", "3", "--samples", "20", "--nll-images", "24", *TINY]) == 0
+    md = (out / "study.md").read_text()
+    assert "NLL bits/dim ± se (24 test images, 100 t)" in md
+    for arm in ("fixed_small", "fixed_large", "learned_range"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {arm} |"))
+        assert row.count("±") == 3  # NLL, confident, asked
+    assert md.count("beats fixed_small in NLL\": NLL difference") == 1 and "the same 24 test images" in md
+    results = json.loads((out / "study.json").read_text())
+    arm = next(r for r in results["arms"] if r["arm"] == "learned_range")
+    assert arm["nll"]["variance"] == "learned_range" and len(arm["nll"]["per_image"]) == 24
+    assert np.mean(arm["nll"]["per_image"]) == pytest.approx(arm["nll"]["value"])
+    from ddpm.evaluate import EvalSettings, evaluate
+
+    row, = evaluate(out / "arms" / "learned_range-s0", EvalSettings(fid=False, nll=True, nll_images=24, nll_timesteps=100), log=False)
+    assert row["nll_bpd"] == pytest.approx(arm["nll"]["value"], rel=1e-6)
+
+
+def test_nll_is_refused_where_every_arm_samples_one_model(tmp_path, capsys):
+    assert main(["study", "samplers", "--out", str(tmp_path / "s"), "--nll"]) == 2
+    assert "score it once with ddpm eval RUN --nll" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_a_directory_written_before_a_setting_existed_reads_it_at_its_default(study_dir):
+    """study-settings.json of an older ddpm lacks "nll": the study is the same one, and it gathers the same table."""
+    settings_file = study_dir / "study-settings.json"
+    saved = json.loads(settings_file.read_text())
+    before = table_numbers(study_dir)
+    settings_file.write_text(json.dumps({k: v for k, v in saved.items() if k != "nll"}))
+    try:
+        assert main(["study", "schedules", "--out", str(study_dir), "--steps", "4", "--samples", "30", *TINY]) == 0
+        assert table_numbers(study_dir) == before
+    finally:
+        settings_file.write_text(json.dumps(saved))
+
+
+def test_the_guidance_study_trains_a_classifier_once_and_its_arms_sample_with_it(tmp_path):
+    """A classifier-scale arm: the study's model and a noise-aware classifier of it trained with the study's budget, and
+    the arm's samples are generate()'s with that classifier at that scale (the same picture, byte for byte)."""
+    from ddpm.checkpoint import load_config
+    from ddpm.generate import generate, labels_for
+    from ddpm.models import build_schedule, load_classifier, load_model
+    from ddpm.viz import save_grid
+
+    out = tmp_path / "guidance"
+    assert main(["study", "guidance", "--out", str(out), "--steps", "2", "--samples", "10", *TINY,
+                 "--only", "classifier s=2", "--only", "classifier s=4"]) == 0
+    assert sorted(p.name for p in (out / "arms").iterdir()) == ["classifier s=2-s0", "classifier s=4-s0", "classifier-s0", "model-s0"]
+    clf = load_config(out / "arms" / "classifier-s0")
+    assert clf.model.ARCHITECTURE == "classifier" and json.loads((out / "arms" / "classifier-s0" / "metrics.jsonl")
+                                                                .read_text().splitlines()[-1])["step"] == 2
+    result = json.loads((out / "arms" / "classifier s=2-s0" / "study-result.json").read_text())
+    assert (result["classifier_scale"], result["guidance"]) == (2.0, 0.0) and "asked" in result
+    model, config, _ = load_model(out / "arms" / "model-s0")
+    d, s = config.data, config.sample_settings(guidance=0.0)
+    images = generate(model, build_schedule(config), num=10, shape=(d.channels, d.image_size, d.image_size),
+                      **s.generate_options(), **config.diffusion.model_options(), labels=labels_for(10, 10), seed=0,
+                      classifier=load_classifier(out / "arms" / "classifier-s0", config), classifier_scale=2.0, skip="respace")
+    save_grid(images, tmp_path / "mine.png", nrow=10, scale=1)
+    assert (tmp_path / "mine.png").read_bytes() == (out / "arms" / "classifier s=2-s0" / "study-samples.png").read_bytes()
+    four = (out / "arms" / "classifier s=4-s0" / "study-samples.png").read_bytes()
+    assert four != (tmp_path / "mine.png").read_bytes()  # the scale reaches the sampler
+
+
+def test_the_budget_study_report_draws_quality_against_training_time(tmp_path):
+    """The budget study's arms form one curve per recipe (their family), FID and NLL against training minutes."""
+    from ddpm.study.results import write_html
+
+    study = STUDIES["budget"]
+    assert {a.family for a in study.arms} == {"mnist-demo", "mnist"}
+    arms = [{"arm": a.name, "seed": 0, "family": a.family, "train_minutes": 5 * a.budget_factor,
+             "fid": {"value": 100 / a.budget_factor, "low": 90 / a.budget_factor, "high": 110 / a.budget_factor},
+             "nll": {"value": 2 - 0.05 * a.budget_factor, "se": 0.01}} for a in study.arms]
+    (tmp_path / "arms").mkdir()
+    page = write_html(study, {"arms": arms}, tmp_path, ["table"]).read_text()
+    assert "Quality against training time" in page and (tmp_path / "study-budget.png").stat().st_size > 10_000
+    assert "FID against network evaluations" not in page

@@ -15,6 +15,7 @@ from .errors import DdpmError, TrainingDiverged
 from .nets import is_classifier
 from .metrics.domain import DOMAIN_OF
 from .schedules import FIXED_VARIANCES
+from .study.catalog import NLL_IMAGES, NLL_TIMESTEPS
 from .io import check_writable
 from .validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Bounds, flag, flag_of
 
@@ -265,7 +266,11 @@ def _study_parser(sub) -> None:
     budget.add_argument("--steps", type=flag_of(TrainConfig, "steps"), help="training steps per arm instead of minutes (reproducible)")
     p.add_argument("--seeds", type=POSITIVE_FLAG, default=1, help="train every arm this many times (seeds 0..K-1)")
     p.add_argument("--samples", type=flag(int, Bounds(2, 1_000_000)), help="samples scored per arm (default: the study's, "
-                   "else 1000)")
+                   "else 1000, and fewer in proportion under a smaller --minutes, at least 100)")
+    p.add_argument("--nll", action="store_true", help="also score every arm's NLL bound in bits/dim (on by default in the "
+                   "studies whose claims are about it: objectives, variance, budget)")
+    p.add_argument("--nll-images", type=POSITIVE_FLAG, default=NLL_IMAGES, help="test images for the NLL bound (a "
+                   f"stratified estimate over {NLL_TIMESTEPS} timesteps, the same images and timesteps in every arm)")
     p.add_argument("--only", action="append", metavar="ARM", help="run only this arm (repeatable); a later run without "
                    "--only gathers the table")
     p.add_argument("--data", choices=DATASETS, help="dataset (default: mnist)")
@@ -562,8 +567,13 @@ def cmd_study(args: argparse.Namespace) -> int:
     overrides = ([f"data.dataset={json.dumps(dataset)}"] + ([f"data.data_dir={json.dumps(args.data_dir)}"] if args.data_dir else [])
                  + labelled_overrides(study, dataset, args.data_dir) + args.set)
     feature = "inception" if args.inception or dataset not in DOMAIN_OF else "domain"
-    settings = StudySettings(study.name, None if args.steps else (args.minutes or study.minutes), args.steps, args.seeds,
-                             args.samples or study.samples or 1000, tuple(overrides), feature)
+    nll = args.nll or study.nll
+    if nll and study.one_model:
+        raise DdpmError(f"study {study.name!r} scores one model in every arm, whose NLL the arms do not change; "
+                        "score it once with ddpm eval RUN --nll")
+    minutes = None if args.steps else (args.minutes or study.minutes)
+    settings = StudySettings(study.name, minutes, args.steps, args.seeds, args.samples or study.default_samples(minutes),
+                             tuple(overrides), feature, nll, args.nll_images)
     results = run_study(study, args.out, settings, device=pick_device(args.device), only=args.only, data_dir=args.data_dir,
                         log=lambda m: print(m, file=sys.stderr))
     if results is not None:

@@ -155,7 +155,12 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
 
     ref_inception = reference_stats(inception) if inception else None
     ref_domain = reference_stats(domain_net) if domain_net else None
-    nll_row = _nll(model, schedule, config, settings, device, progress) if settings.nll else {}
+    nll_row = {}
+    if settings.nll:
+        nll_row = nll_bound(model, schedule, config, device, images=settings.nll_images, timesteps=settings.nll_timesteps,
+                            variance=settings.nll_variance, seed=settings.seed, batch_size=settings.batch_size,
+                            progress=progress)
+        nll_row.pop("nll_bpd_per_image")  # the log keeps the summary
 
     reference_said = (ref_inception or ref_domain).source if (ref_inception or ref_domain) else reference
     rows = []
@@ -208,9 +213,13 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     return rows
 
 
-def _nll(model, schedule, config, settings: EvalSettings, device, progress) -> dict[str, Any]:
-    """NLL bound in bits/dim on the first ``nll_images`` images of the test split, with the model's variance (or
-    ``nll_variance``, a fixed one, in its place) over all T steps or ``nll_timesteps`` stratified ones."""
+def nll_bound(model, schedule, config, device, *, images: int = 256, timesteps: int | None = None,
+              variance: str | None = None, seed: int = 0, batch_size: int = 256, progress=None) -> dict[str, Any]:
+    """NLL bound in bits/dim (DDPM eq. 5) on the first ``images`` images of the run's test split, with the model's own
+    variance (or ``variance``, a fixed one, in its place) over all T steps or ``timesteps`` stratified ones; the
+    images' own labels (or one-hot contexts) condition a conditional model. ``nll_bpd_per_image`` [n] lets two
+    models scored on the same images be compared pairwise. ``progress(total, what, unit)``: a context manager
+    yielding an update(n) callable (or None)."""
     from .data import load_dataset
     from .generate import model_cond
     from .metrics.nll import vlb_terms
@@ -219,21 +228,20 @@ def _nll(model, schedule, config, settings: EvalSettings, device, progress) -> d
     d = config.data
     test = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels,
                         test_fraction=d.test_fraction)
-    n = min(settings.nll_images, len(test))
-    g = torch.Generator().manual_seed(settings.seed)
-    variance = settings.nll_variance or config.diffusion.variance
+    n = min(images, len(test))
+    g = torch.Generator().manual_seed(seed)
+    variance = variance or config.diffusion.variance
     T = schedule.num_timesteps
-    calls = T if settings.nll_timesteps is None or settings.nll_timesteps >= T - 1 else settings.nll_timesteps + 1
+    calls = T if timesteps is None or timesteps >= T - 1 else timesteps + 1
     totals, terms, priors, fractions = [], [], [], []
-    with progress(((n + settings.batch_size - 1) // settings.batch_size) * calls,
-                  f"NLL bound on {n} test images", unit="step") as update:
-        for idx in torch.arange(n).split(settings.batch_size):
+    with (progress or _no_progress)(((n + batch_size - 1) // batch_size) * calls,
+                                    f"NLL bound on {n} test images", "step") as update:
+        for idx in torch.arange(n).split(batch_size):
             x0, y = test.batch(idx, device)
             cond = model_cond(config, y)  # the test images' own labels (or one-hot contexts)
             cond = None if cond is None else {key: value.to(device) for key, value in cond.items()}
             out = vlb_terms(model, schedule, x0, prediction=config.diffusion.prediction, variance=variance,
-                            timesteps=settings.nll_timesteps,
-                            cond=cond, generator=g, progress=update)
+                            timesteps=timesteps, cond=cond, generator=g, progress=update)
             totals.append(out["total"])
             terms.append(out["terms"])
             priors.append(out["prior"])
@@ -241,12 +249,17 @@ def _nll(model, schedule, config, settings: EvalSettings, device, progress) -> d
                 fractions.append(out["variance_fraction"])
     total, terms_all = torch.cat(totals), torch.cat(terms)
     return {"nll_bpd": total.mean().item(), "nll_bpd_stderr": (total.std() / len(total) ** 0.5).item() if len(total) > 1 else None,
-            "nll_images": n, "nll_variance": variance, "nll_timesteps": settings.nll_timesteps or schedule.num_timesteps, "nll_prior_bpd": torch.cat(priors).mean().item(),
+            "nll_images": n, "nll_variance": variance, "nll_timesteps": timesteps or T, "nll_prior_bpd": torch.cat(priors).mean().item(),
             "nll_decoder_bpd": terms_all[:, 0].mean().item(), "nll_terms_bpd": terms_all.mean(0).tolist(),
-            "nll_s": time.time() - started,
+            "nll_bpd_per_image": total.tolist(), "nll_s": time.time() - started,
             # None (JSON null, not NaN) at steps no image drew in a stratified estimate
             **({"nll_variance_fraction": [None if v != v else v for v in torch.cat(fractions).nanmean(0).tolist()]}
                if fractions else {})}
+
+
+@contextlib.contextmanager
+def _no_progress(total: int, what: str, unit: str = "img"):
+    yield None
 
 
 def evaluate_classifier(path: str | Path, *, images: int = 1000, bands: int = 10, seed: int = 0,

@@ -12,15 +12,21 @@ from dataclasses import dataclass, field
 from ..errors import DdpmError
 
 BASE_PRESET = "mnist-demo"
+DEFAULT_SAMPLES, MIN_SAMPLES = 1000, 100  # samples scored per arm at a study's default budget, and at least
+# an arm's NLL bound: on the first NLL_IMAGES test images (--nll-images), a stratified estimate over NLL_TIMESTEPS
+# timesteps (the exact sum over all T costs T network evaluations per image; the stratified one is unbiased, and its
+# spread is in the per-image standard error)
+NLL_IMAGES, NLL_TIMESTEPS = 256, 100
 
 
 @dataclass(frozen=True)
 class Arm:
     """One setting of a study: ``overrides`` (``section.key=value``) on the base recipe; ``budget_factor``
     multiplies the study's budget (the time-input study's two training lengths); ``preset`` is the recipe it
-    starts from. In a sampling study every arm
-    samples the one trained model: ``sampling`` holds its settings (sampler, steps, eta, guidance, interval,
-    skip) and ``family`` the curve it belongs to (the metric against network evaluations)."""
+    starts from. In a sampling study every arm samples the one trained model: ``sampling`` holds its settings
+    (sampler, steps, eta, guidance, interval, skip, classifier_scale: the scale of a noise-aware classifier's
+    guidance). ``family`` names the curve the arm belongs to: FID against network evaluations in a sampling study,
+    FID and NLL against training minutes in a budget study."""
 
     name: str
     overrides: tuple[str, ...] = ()
@@ -37,7 +43,9 @@ class Study:
     source: str
     arms: tuple[Arm, ...]
     minutes: float  # the default budget per arm on the 2-core build machine
-    claims: tuple[tuple[str, str], ...] = ()  # (better arm, worse arm) pairs the write-ups assert
+    # (better arm, worse arm) pairs the write-ups assert, lower classifier FID being better; a third element "nll"
+    # makes it a claim about the NLL bound in bits/dim instead
+    claims: tuple[tuple[str, ...], ...] = ()
     base: tuple[str, ...] = field(default=())  # overrides of every arm
     samples: int | None = None  # the default number of samples scored per arm (None: the command's)
     memorisation: bool = False  # also measure how close samples come to their arm's training images
@@ -45,6 +53,7 @@ class Study:
     # its share of the budget (budget_factor) and scored by the held-out loss at each t instead of samples
     loss_times: tuple[int, ...] = ()
     needs_labels: bool = False  # a study of class conditioning cannot run on unlabelled data
+    nll: bool = False  # also score every arm's NLL bound in bits/dim (``ddpm study --nll`` asks it of any study)
 
     @property
     def samples_one_model(self) -> bool:
@@ -55,6 +64,20 @@ class Study:
     def one_model(self) -> bool:
         """Whether all arms (of a seed) share one run: a sampling study, or the stages of a loss study."""
         return self.samples_one_model or bool(self.loss_times)
+
+    def default_samples(self, minutes: float | None) -> int:
+        """Samples scored per arm when --samples is not given: the study's count at its default budget, and fewer in
+        proportion under a smaller --minutes (at least MIN_SAMPLES), so that scoring a smoke-test budget takes about as
+        long as its training; the interval of every FID says what the smaller count costs."""
+        full = self.samples or DEFAULT_SAMPLES
+        if minutes is None or minutes >= self.minutes:
+            return full
+        return min(full, max(MIN_SAMPLES, round(full * minutes / self.minutes)))
+
+    @property
+    def needs_classifier(self) -> bool:
+        """Some arm is guided by a noise-aware classifier of the study's model, which the study trains too."""
+        return any(dict(arm.sampling).get("classifier_scale") for arm in self.arms)
 
     def arm(self, name: str) -> Arm:
         for arm in self.arms:
@@ -88,11 +111,12 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           (Arm("1.5k", ("data.limit=1500",)), Arm("full")), minutes=15, claims=(("full", "1.5k"),), memorisation=True),
     Study("objectives", "predicting ε (L_simple) is the best target; x₀ and μ̃ are worse", "Ho et al. 2020 Table 2; Salimans & Ho 2022 (v)",
           _sweep("diffusion.prediction", ("eps", "x0", "v", "mu")), minutes=12,
-          claims=(("eps", "x0"), ("eps", "mu"))),
+          claims=(("eps", "x0"), ("eps", "mu")), nll=True),
     Study("variance", "learned variances beat fixed ones", "Nichol & Dhariwal 2021 §3.1",
           (Arm("fixed_small", ("diffusion.variance=fixed_small",)), Arm("fixed_large", ("diffusion.variance=fixed_large",)),
            Arm("learned_range", ("diffusion.variance=learned_range", "diffusion.loss=hybrid"))), minutes=15,
-          claims=(("learned_range", "fixed_small"), ("learned_range", "fixed_large"))),
+          claims=(("learned_range", "fixed_small"), ("learned_range", "fixed_large"),
+                  ("learned_range", "fixed_small", "nll"), ("learned_range", "fixed_large", "nll")), nll=True),
 )}
 
 
@@ -118,19 +142,23 @@ STUDIES.update({s.name: s for s in (
           loss_times=(1, 50, 200, 500, 800, 999)),
     Study("budget", "quality against compute: what 5, 15, 30 and 60 CPU-minutes buy with the demo recipe and the mnist "
           "preset (the curve to plan a run by)", "this project",
-          tuple(Arm(f"{preset}-{5 * factor}min", budget_factor=factor, preset=preset)
+          tuple(Arm(f"{preset}-{5 * factor}min", budget_factor=factor, preset=preset, family=preset)
                 for preset in ("mnist-demo", "mnist") for factor in (1, 3, 6, 12)),
-          minutes=5, claims=(("mnist-demo-60min", "mnist-demo-5min"), ("mnist-60min", "mnist-5min"))),
+          minutes=5, claims=(("mnist-demo-60min", "mnist-demo-5min"), ("mnist-60min", "mnist-5min"),
+                             ("mnist-60min", "mnist-5min", "nll")), nll=True),
     Study("samplers", "naive step skipping is very disappointing, DDIM divides the steps by 5, and under 500 steps DDIM "
           "beats DDPM (above, DDPM wins)", "the write-ups; Song et al. 2021 (DDIM); Lu et al. 2022 (DPM-Solver++)",
           _sampler_arms(), minutes=20, samples=300,
           claims=(("ddpm-50", "ddpm-naive-50"), ("ddim-50", "ddpm-50"), ("ddim-10", "ddpm-10"), ("ddpm-1000", "ddim-1000"))),
-    Study("guidance", "the guidance weight trades diversity (FID) for fidelity (the asked digit)",
-          "Ho & Salimans 2022; Kynkäänniemi et al. 2024 (interval)",
+    Study("guidance", "the guidance weight (classifier-free w, or a noise-aware classifier's scale s) trades diversity "
+          "(FID) for fidelity (the asked digit)",
+          "Ho & Salimans 2022; Dhariwal & Nichol 2021 (classifier guidance); Kynkäänniemi et al. 2024 (interval)",
           tuple(Arm(f"w={w:g}", sampling=(("guidance", w),), family="every step") for w in (0.0, 0.5, 1.0, 2.0, 4.0))
           + tuple(Arm(f"w={w:g} t/T in [0.2,1]", sampling=(("guidance", w), ("guidance_interval", (0.2, 1.0))),
-                      family="interval [0.2, 1]") for w in (1.0, 2.0, 4.0)),
-          minutes=20, samples=500, claims=(("w=0", "w=4"),), needs_labels=True),
+                      family="interval [0.2, 1]") for w in (1.0, 2.0, 4.0))
+          + tuple(Arm(f"classifier s={s:g}", sampling=(("guidance", 0.0), ("classifier_scale", s)), family="classifier scale")
+                  for s in (1.0, 2.0, 4.0, 8.0)),
+          minutes=20, samples=500, claims=(("w=0", "w=4"), ("w=0", "classifier s=8")), needs_labels=True),
 )})
 
 
@@ -151,10 +179,11 @@ def describe() -> str:
             lines.append(f"    default budget: one model trained {s.minutes:g} min on a 2-core CPU in {len(s.arms)} stages, "
                          f"the held-out loss at t = {', '.join(map(str, s.loss_times))} after each")
         elif s.samples_one_model:
-            lines.append(f"    default budget: one model trained {s.minutes:g} min on a 2-core CPU, then every arm scored on "
-                         f"{s.samples or 1000} samples ({sum(dict(a.sampling).get('steps', 50) for a in s.arms)} sampling steps in all)")
+            classifier = f" and its noise-aware classifier up to {s.minutes:g} min" if s.needs_classifier else ""
+            lines.append(f"    default budget: one model trained {s.minutes:g} min on a 2-core CPU{classifier}, then every arm scored on "
+                         f"{s.default_samples(None)} samples ({sum(dict(a.sampling).get('steps', 50) for a in s.arms)} sampling steps in all)")
         else:
             lines.append(f"    default budget: {s.minutes:g} min of training per arm on a 2-core CPU "
                          f"({sum(a.budget_factor for a in s.arms) * s.minutes:g} min in all), then every arm scored on "
-                         f"{s.samples or 1000} samples")
+                         f"{s.default_samples(None)} samples" + (" and its NLL bound" if s.nll else ""))
     return "\n".join(lines)

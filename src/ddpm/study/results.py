@@ -12,7 +12,7 @@ import numpy as np
 
 from ..io import atomic_write_text
 from .catalog import Study
-from .stats import difference
+from .stats import difference, paired_difference
 
 
 def _share(entry: dict | None) -> str:
@@ -21,6 +21,10 @@ def _share(entry: dict | None) -> str:
 
 def _fid(entry: dict) -> str:
     return f"{entry['value']:.1f} [{entry['low']:.1f}, {entry['high']:.1f}]"
+
+
+def _nll(entry: dict | None) -> str:
+    return "" if entry is None else f"{entry['value']:.3f} ± {entry['se']:.3f}"
 
 
 def by_arm(results: dict[str, Any]) -> dict[str, list[dict]]:
@@ -47,8 +51,11 @@ def table(results: dict[str, Any]) -> list[str]:
     if "losses" in results["arms"][0]:
         return loss_table(results)
     seeds = results["settings"]["seeds"]
+    nll = next((r["nll"] for r in results["arms"] if "nll" in r), None)
+    nll_head = [f"NLL bits/dim ± se ({nll['images']} test images, {nll['timesteps']} t)"] if nll else []
     head = ["arm", "steps", "train min", f"FID [95% bootstrap], n = {results['settings']['samples']}",
-            *(["FID over seeds (mean ± sd)"] if seeds > 1 else []), "confident", "asked class", "net evals", "sampling s"]
+            *(["FID over seeds (mean ± sd)"] if seeds > 1 else []), *nll_head, "confident", "asked class", "net evals",
+            "sampling s"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for arm, runs in by_arm(results).items():
         first = runs[0]
@@ -57,7 +64,7 @@ def table(results: dict[str, Any]) -> list[str]:
             values = np.array([r["fid"]["value"] for r in runs])
             spread = [f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"]
         rows.append("| " + " | ".join([arm, str(first["steps"]), f"{first['train_minutes']:.1f}", _fid(first["fid"]), *spread,
-                                        _share(first.get("confident")), _share(first.get("asked")),
+                                        *([_nll(first.get("nll"))] if nll else []), _share(first.get("confident")), _share(first.get("asked")),
                                         str(first["network_evaluations"]), f"{first['sampling_s']:.0f}"]) + " |")
     floor = results["floor"]
     rows.append(f"| floor: {floor['num']} real training images | | | {_fid(floor)} |" + " |" * (len(head) - 4))
@@ -70,19 +77,28 @@ def table(results: dict[str, Any]) -> list[str]:
 
 
 def claim_sentences(study: Study, results: dict[str, Any]) -> list[str]:
-    """One sentence per claim (better, worse): the FID difference with its 95% bootstrap interval (seed-averaged draws
-    with several seeds) and whether it exceeds the noise at this n."""
+    """One sentence per claim (better, worse[, "nll"]): the FID difference with its 95% bootstrap interval (seed-averaged
+    draws with several seeds), or the NLL difference with its 95% interval over the same test images, and whether it
+    exceeds the noise at this n."""
     arms = by_arm(results)
     n = results["settings"]["samples"]
     sentences = []
-    for better, worse in study.claims:
-        draws = {name: np.mean([r["fid"]["draws"] for r in arms[name]], axis=0) for name in (better, worse)}
-        mean, low, high = difference(draws[better], draws[worse])
+    for better, worse, *metric in study.claims:
+        if metric == ["nll"]:
+            if "nll" not in arms[better][0]:
+                continue  # a study run without its NLL (an older directory) settles only its FID claims
+            per_image = {name: np.mean([r["nll"]["per_image"] for r in arms[name]], axis=0) for name in (better, worse)}
+            mean, low, high = paired_difference(per_image[better], per_image[worse])
+            what = (f"NLL difference {mean:+.3f} bits/dim (95% interval {low:+.3f} … {high:+.3f}, the same "
+                    f"{len(per_image[better])} test images)")
+        else:
+            draws = {name: np.mean([r["fid"]["draws"] for r in arms[name]], axis=0) for name in (better, worse)}
+            mean, low, high = difference(draws[better], draws[worse])
+            what = f"FID difference {mean:+.1f} (95% interval {low:+.1f} … {high:+.1f}, n = {n} samples per arm)"
         verdict = ("holds here: the difference exceeds the noise" if high < 0 else
                    "is contradicted here: the difference exceeds the noise the other way" if low > 0 else
                    "is not settled at this sample size and budget: the interval includes 0")
-        sentences.append(f"- \"{better} beats {worse}\": FID difference {mean:+.1f} (95% interval {low:+.1f} … {high:+.1f}, "
-                         f"n = {n} samples per arm) — the claim {verdict}.")
+        sentences.append(f"- \"{better} beats {worse}{' in NLL' if metric else ''}\": {what} — the claim {verdict}.")
     return sentences
 
 
@@ -99,6 +115,10 @@ def write(study: Study, results: dict[str, Any], out: Path) -> dict[str, Path]:
         how = (f"Every arm: {recipe} with its own setting, {budget} of training per arm (× the arm's factor), {s['seeds']} "
                f"seed(s); scored on {s['samples']} samples (seed 0, {first['sampler']} {first['sampling_steps']} steps, guidance "
                f"w = {first['guidance']:g}) by {first['feature']} features against {first['reference']}.")
+        if "nll" in first:
+            how += (f" NLL: the variational bound in bits/dim on the first {first['nll']['images']} test images, a stratified "
+                    f"estimate over {first['nll']['timesteps']} timesteps with the arm's own variance (the same images and "
+                    "timesteps in every arm), ± its standard error over the images.")
     md = [f"# Study `{study.name}`", "", f"Claim: {study.claim} ({study.source}).", "", how, "",
           *table(results), "", *(["Claims:", *claim_sentences(study, results), ""] if study.claims else [])]
     paths = {"md": atomic_write_text(out / "study.md", "\n".join(md)),
@@ -122,11 +142,14 @@ def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) 
         grid = out / "arms" / f"{r['arm']}-s{r['seed']}" / "study-samples.png"
         if grid.is_file():
             parts.append(f"<figure><figcaption>{html.escape(r['arm'])} (seed {r['seed']})</figcaption>{_img(grid)}</figure>")
-    families = {}
+    families, trained = {}, {}  # curves over sampling settings of one model, and over training budgets
     for r in results["arms"]:
         if r.get("family") and r["seed"] == 0:
-            families.setdefault(r["family"], []).append((r["network_evaluations"], r["fid"]["value"], r["fid"]["low"],
-                                                         r["fid"]["high"], r["sampling_s"]))
+            if study.one_model:
+                families.setdefault(r["family"], []).append((r["network_evaluations"], r["fid"]["value"], r["fid"]["low"],
+                                                             r["fid"]["high"], r["sampling_s"]))
+            else:
+                trained.setdefault(r["family"], []).append(r)
     stages = [r for r in results["arms"] if "losses" in r and r["seed"] == 0]
     if stages:
         parts.append("<h2>Held-out loss at single timesteps over training</h2>"
@@ -134,6 +157,9 @@ def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) 
     if families:
         parts.append("<h2>FID against network evaluations per sample</h2>"
                      + _img(plots.plot_fid_vs_evaluations(families, out / "study-fid.png")))
+    if trained:
+        parts.append("<h2>Quality against training time</h2>"
+                     + _img(plots.plot_quality_vs_training(trained, out / "study-budget.png")))
     runs = sorted({f"model-s{r['seed']}" if study.one_model else f"{r['arm']}-s{r['seed']}" for r in results["arms"]})
     parts.append("<h2>Training loss</h2>" + _img(plots.plot_loss_curves({name: out / "arms" / name for name in runs},
                                                                         out / "study-loss.png")))

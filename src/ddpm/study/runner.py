@@ -6,7 +6,7 @@ array, several GPUs); a later run without it gathers what they recorded.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,9 +19,9 @@ from ..errors import DdpmError
 from ..generate import generate, labels_for
 from ..io import atomic_write_text
 from ..metrics.frechet import FeatureStats
-from ..models import build_schedule, load_model
+from ..models import build_schedule, load_classifier, load_model
 from ..viz import save_grid
-from .catalog import Study
+from .catalog import NLL_IMAGES, NLL_TIMESTEPS, Study
 from ..metrics.shares import binomial_share
 from .stats import bootstrap_fid
 
@@ -40,6 +40,8 @@ class StudySettings:
     samples: int
     overrides: tuple[str, ...]
     feature: str  # domain (the dataset's shipped classifier) or inception
+    nll: bool = False  # every arm's NLL bound is scored too
+    nll_images: int = NLL_IMAGES  # on this many test images
 
     def check_against(self, out: Path) -> None:
         """Refuse a directory that holds another study, or this one with other settings; record them otherwise."""
@@ -50,6 +52,8 @@ class StudySettings:
             except json.JSONDecodeError:
                 raise DdpmError(f"{path} is not valid JSON; use another --out") from None
             mine = json.loads(json.dumps(asdict(self)))
+            defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
+            saved = {**defaults, **saved}  # a directory written before a setting existed ran it at its default
             if saved != mine:
                 if saved.get("study") != self.study:
                     raise DdpmError(f"{out} holds study {saved.get('study')!r}, not {self.study!r}; use another --out")
@@ -96,13 +100,37 @@ def run_arm(study: Study, arm_name: str, seed: int, settings: StudySettings, out
     trainer = Trainer(keep, run, device, resume=resuming, force=not resuming and run.exists(), quiet=True)
     summary = trainer.run()
     log(f"study {study.name}: arm {arm_name} (seed {seed}) trained {summary['steps']} steps; scoring it")
+    classifier = train_classifier(run, out, settings, seed, device, log) if dict(arm.sampling).get("classifier_scale") else None
     scores = scorer.losses(run, device, study.loss_times) if study.loss_times else \
-        scorer.score(run, device, dict(arm.sampling), result_path.parent, memorisation=study.memorisation)
+        scorer.score(run, device, dict(arm.sampling), result_path.parent, memorisation=study.memorisation,
+                     nll_images=settings.nll_images if settings.nll else 0, classifier=classifier)
     result = {"arm": arm_name, "seed": seed, "family": arm.family, "steps": summary["steps"],
               "train_minutes": summary["elapsed_s"] / 60, "parameters": summary["parameters"],
               "config": trainer.config.to_dict(), **scores}
     atomic_write_text(result_path, json.dumps(result) + "\n")
     return result
+
+
+def train_classifier(model_run: Path, out: Path, settings: StudySettings, seed: int, device,
+                     log: Callable[[str], None]) -> Path:
+    """The noise-aware classifier (``ddpm train-classifier``'s recipe) of the study's model in ``model_run``, trained once
+    per seed into DIR/arms/classifier-sSEED with the study's budget: its --steps, or its --minutes up to the recipe's
+    own steps; a killed study resumes it like an arm."""
+    from ..checkpoint import list_checkpoints, load_config
+    from ..config import CLASSIFIER_TRAINING, classifier_config
+    from ..train import Trainer
+
+    run = out / "arms" / f"classifier-s{seed}"
+    if run.exists() and list_checkpoints(run):
+        Trainer(None, run, device, resume=True, quiet=True).run()  # finishes a killed training (nothing when done)
+        return run
+    budget = ([f"train.steps={settings.steps}"] if settings.steps is not None else
+              [f"train.steps={CLASSIFIER_TRAINING['steps']}", f"train.max_minutes={settings.minutes}"])
+    config = classifier_config(load_config(model_run)).with_overrides(budget)
+    log(f"study: training the noise-aware classifier of {model_run} into {run}")
+    summary = Trainer(config, run, device, force=run.exists(), quiet=True).run()
+    log(f"study: the classifier trained {summary['steps']} steps")
+    return run
 
 
 class Scorer:
@@ -160,10 +188,13 @@ class Scorer:
         features, _ = self.features_and_logits(real.images)
         return bootstrap_fid(features, self.reference).as_dict()
 
-    def score(self, run: Path, device, sampling: dict[str, Any], folder: Path, memorisation: bool = False) -> dict[str, Any]:
+    def score(self, run: Path, device, sampling: dict[str, Any], folder: Path, memorisation: bool = False,
+              nll_images: int = 0, classifier: Path | None = None) -> dict[str, Any]:
         """Score the model in ``run`` sampled with its [sample] settings, replaced by ``sampling`` (a sampling study's
         arm); its first 100 samples are drawn into ``folder``/study-samples.png. ``memorisation``: also how close
-        the samples come to the run's own training images (``metrics.memorisation``)."""
+        the samples come to the run's own training images (``metrics.memorisation``); ``nll_images`` > 0: also its NLL
+        bound in bits/dim on that many test images (NLL_TIMESTEPS stratified timesteps, the model's own variance); ``classifier``:
+        the noise-aware classifier that guides with ``sampling``'s classifier_scale."""
         import time
 
         from ..guidance import images_per_sample
@@ -174,11 +205,13 @@ class Scorer:
         labels = labels_for(k, self.samples)
         sampling = dict(sampling)
         skip = sampling.pop("skip", "respace")
+        scale = sampling.pop("classifier_scale", 0.0)
+        guide = {"classifier": load_classifier(classifier, config, device=device), "classifier_scale": scale} if scale else {}
         d, s = config.data, config.sample_settings(**sampling)
         started = time.time()
         images = generate(model, build_schedule(config), num=self.samples, shape=(d.channels, d.image_size, d.image_size),
                           **s.generate_options(), **config.diffusion.model_options(), labels=labels, seed=0, device=device,
-                          **({"skip": skip} if s.sampler == "ddpm" else {}))
+                          **({"skip": skip} if s.sampler == "ddpm" else {}), **guide)
         sampling_s = time.time() - started
         folder.mkdir(parents=True, exist_ok=True)
         save_grid(images[:100], folder / "study-samples.png", nrow=k or 10, scale=1)
@@ -186,7 +219,7 @@ class Scorer:
         out = {"fid": bootstrap_fid(features, self.reference).as_dict(), "feature": self.extractor.feature,
                "reference": self.reference.source, "sampling_s": sampling_s, "checkpoint_step": step,
                "sampler": s.sampler, "sampling_steps": s.steps, "guidance": s.guidance,
-               "guidance_interval": [s.guidance_from, s.guidance_to], "eta": s.eta, "skip": skip,
+               "guidance_interval": [s.guidance_from, s.guidance_to], "eta": s.eta, "skip": skip, "classifier_scale": scale,
                "network_evaluations": s.steps * images_per_sample(k, s.guidance)}
         if logits is not None:
             probabilities = logits.softmax(1)
@@ -201,6 +234,14 @@ class Scorer:
             test = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels,
                                 limit=self.samples, seed=0, test_fraction=d.test_fraction)
             out["memorisation"] = nearest(images, test.images, train.images)
+        if nll_images:
+            from ..evaluate import nll_bound
+
+            bound = nll_bound(model, build_schedule(config).to(device), config, device, images=nll_images,
+                              timesteps=NLL_TIMESTEPS, seed=0)  # the same images and timestep draws in every arm
+            out["nll"] = {"value": bound["nll_bpd"], "se": bound["nll_bpd_stderr"], "images": bound["nll_images"],
+                          "timesteps": bound["nll_timesteps"], "variance": bound["nll_variance"],
+                          "per_image": bound["nll_bpd_per_image"], "s": bound["nll_s"]}
         return out
 
 

@@ -124,6 +124,33 @@ def plot_fid_vs_evaluations(families: dict[str, list[tuple]], path: str | Path) 
     return _save(fig, path)
 
 
+def plot_quality_vs_training(families: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
+    """A budget study: FID (with its 95% interval) against training minutes, one line per recipe, and beside it the NLL
+    bound (± 2 standard errors) where the arms have one. ``families``: name → study results of its arms."""
+    plt = _pyplot()
+    with_nll = any("nll" in r for arms in families.values() for r in arms)
+    fig, axes = plt.subplots(1, 1 + with_nll, figsize=(5.5 * (1 + with_nll), 3.8), squeeze=False)
+    for name, arms in families.items():
+        arms = sorted(arms, key=lambda r: r["train_minutes"])
+        minutes = np.array([r["train_minutes"] for r in arms])
+        fid = np.array([[r["fid"]["value"], r["fid"]["low"], r["fid"]["high"]] for r in arms])
+        axes[0, 0].errorbar(minutes, fid[:, 0], yerr=[fid[:, 0] - fid[:, 1], fid[:, 2] - fid[:, 0]], marker="o", capsize=2,
+                            label=name)
+        if with_nll:
+            nll = np.array([[r["nll"]["value"], r["nll"]["se"]] for r in arms])
+            axes[0, 1].errorbar(minutes, nll[:, 0], yerr=2 * nll[:, 1], marker="o", capsize=2, label=name)
+    axes[0, 0].set(xscale="log", yscale="log", xlabel="training minutes", ylabel="FID", title="FID (95% interval)")
+    if with_nll:
+        axes[0, 1].set(xscale="log", xlabel="training minutes", ylabel="bits/dim", title="NLL bound (± 2 s.e.)")
+    ticks = sorted({round(r["train_minutes"], 1) for arms in families.values() for r in arms})
+    for ax in axes[0]:
+        ax.set_xticks(ticks, [f"{m:g}" for m in ticks])
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def plot_losses_over_training(stages: list[dict[str, Any]], path: str | Path) -> Path:
     """A loss study: the held-out loss at each single t (one line each, ± 2 standard errors) against training steps,
     each relative to its first stage's value (log scale), so that the timesteps' progress compares."""
