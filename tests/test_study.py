@@ -315,3 +315,22 @@ def test_the_budget_study_report_draws_quality_against_training_time(tmp_path):
     page = write_html(study, {"arms": arms}, tmp_path, ["table"]).read_text()
     assert "Quality against training time" in page and (tmp_path / "study-budget.png").stat().st_size > 10_000
     assert "FID against network evaluations" not in page
+
+
+def test_the_guidance_study_report_draws_fidelity_against_fid(tmp_path):
+    """The guidance study's arms trade fidelity for diversity: its report draws FID against the asked-class share, one
+    line per family (every step, interval, classifier scale), not FID against network evaluations."""
+    from ddpm.study.results import write_html
+
+    study = STUDIES["guidance"]
+    arms = []
+    for i, a in enumerate(study.arms):
+        options = dict(a.sampling)
+        arms.append({"arm": a.name, "seed": 0, "family": a.family, "guidance": options.get("guidance", 0.0),
+                     "classifier_scale": options.get("classifier_scale", 0.0), "network_evaluations": 100,
+                     "sampling_s": 1.0, "fid": {"value": 100 + 10 * i, "low": 90 + 10 * i, "high": 110 + 10 * i},
+                     "asked": {"value": 0.8 + 0.01 * i, "se": 0.01}})
+    (tmp_path / "arms").mkdir()
+    page = write_html(study, {"arms": arms}, tmp_path, ["table"]).read_text()
+    assert "Fidelity against FID" in page and (tmp_path / "study-guidance.png").stat().st_size > 10_000
+    assert "FID against network evaluations" not in page

@@ -7,46 +7,18 @@ import sys
 import time
 from pathlib import Path
 
-
-from . import __version__, distributed
-from .config import CLASSIFIER_TRAINING, FAST_CUDA, SAMPLER_NAMES, DataConfig, DiffusionConfig, RunConfig, SampleConfig, TrainConfig
+from . import __version__, cli_study, cli_viz, distributed
+from .cli_flags import FMT, POSITIVE_FLAG, SEED_FLAG, shared as shared_flags
+from .config import CLASSIFIER_TRAINING, FAST_CUDA, SAMPLER_NAMES, DataConfig, RunConfig, SampleConfig, TrainConfig
 from .data import DATASETS
 from .errors import DdpmError, TrainingDiverged
 from .nets import is_classifier
 from .metrics.domain import DOMAIN_OF
 from .schedules import FIXED_VARIANCES
-from .study.catalog import NLL_IMAGES, NLL_TIMESTEPS
 from .io import check_writable
-from .validation import NON_NEGATIVE, POSITIVE, POSITIVE_INT, Bounds, flag, flag_of
+from .validation import NON_NEGATIVE, POSITIVE, flag, flag_of
 
 EPILOG = "Run 'ddpm COMMAND --help' for the options of one command."
-class FMT(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default, except where there is none to show or the help already says it."""
-
-    def _get_help_string(self, action):
-        if action.default in (None, False) or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
-DEVICES = "auto, cpu, cuda or cuda:N"
-# argparse types: each flag's range and finiteness checked as it is parsed (ddpm.validation)
-POSITIVE_FLAG = flag(int, POSITIVE_INT)
-SEED_FLAG = flag_of(TrainConfig, "seed")
-
-
-def _shared(*flags: str) -> argparse.ArgumentParser:
-    """A parent parser with the options several commands share, each declared here once."""
-    p = argparse.ArgumentParser(add_help=False)
-    if "device" in flags:
-        p.add_argument("--device", default="auto", help=DEVICES)
-    if "seed" in flags:
-        p.add_argument("--seed", type=SEED_FLAG, default=0, help="noise seed")
-    if "batch-size" in flags:
-        p.add_argument("--batch-size", type=POSITIVE_FLAG, default=256, help="samples per batch")
-    if "no-ema" in flags:
-        p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of their EMA")
-    return p
 
 
 def _sampling_flags(p: argparse.ArgumentParser, steps_type, steps_help: str) -> None:
@@ -93,7 +65,7 @@ def _training_flags(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a diffusion model", formatter_class=FMT, parents=[_shared("device")],
+    p = sub.add_parser("train", help="train a diffusion model", formatter_class=FMT, parents=[shared_flags("device")],
                        description="Train a denoiser. Settings come from the defaults, then --config, then the flags, then --set. "
                                    "A folder dataset holds out data.test_fraction of its images (or its test/ subfolder) as "
                                    "the test split, never trained on.")
@@ -106,7 +78,7 @@ def _train_parser(sub) -> None:
                    + ", ".join(f"{k}={json.dumps(v)}" for k, v in FAST_CUDA.items()) + " (bench/gpu.py measures each)")
 
     p = sub.add_parser("train-classifier", help="train a noise-aware classifier for classifier guidance", formatter_class=FMT,
-                       parents=[_shared("device")],
+                       parents=[shared_flags("device")],
                        description="Train the classifier p(y | x_t, t) of classifier guidance (Dhariwal & Nichol 2021) on x_t at "
                                    "random t of RUN's noise schedule, with RUN's data, image size and channels (another labelled "
                                    "dataset with --data). Settings: " + ", ".join(f"train.{k}={v}" for k, v in CLASSIFIER_TRAINING.items())
@@ -119,7 +91,7 @@ def _train_parser(sub) -> None:
 
 def _sample_parser(sub) -> None:
     p = sub.add_parser("sample", help="generate images from a checkpoint", formatter_class=FMT,
-                       parents=[_shared("device", "seed", "batch-size", "no-ema")],
+                       parents=[shared_flags("device", "seed", "batch-size", "no-ema")],
                        description="Generate images with the run's [sample] settings, replaced by the sampling flags given. "
                                    "OUT ending in .npz gets arr_0 (uint8 NHWC) and arr_1 (labels, when conditional); "
                                    "ending in .png gets one grid; anything else is a directory of PNGs.")
@@ -143,18 +115,13 @@ def _interval(text: str) -> tuple[float, float]:
     return lo, hi
 
 
-def _weights(text: str) -> tuple[float, ...]:
-    """A --weights value: comma-separated guidance strengths ≥ 0."""
-    return tuple(flag(float, NON_NEGATIVE)(part) for part in text.split(","))
-
-
 def _steps(text: str) -> int | str:
     """A --steps value: a positive integer, or 'all' (all T steps)."""
     return "all" if text.strip() == "all" else POSITIVE_FLAG(text)
 
 
 def _demo_parser(sub) -> None:
-    p = sub.add_parser("demo", help="train the CPU demo on MNIST, sample and summarise", formatter_class=FMT, parents=[_shared("device")],
+    p = sub.add_parser("demo", help="train the CPU demo on MNIST, sample and summarise", formatter_class=FMT, parents=[shared_flags("device")],
                        description="Train configs/mnist-demo.toml (a few minutes on a laptop CPU), draw 100 samples (ten of each digit, "
                                    "classifier-free guidance w = 2) and write samples.png, samples.npz, summary.md and report.html "
                                    "into the run directory.")
@@ -169,7 +136,7 @@ def _demo_parser(sub) -> None:
 
 def _eval_parsers(sub) -> None:
     p = sub.add_parser("eval", help="sample from a run and score it (FID, domain scores, NLL)", formatter_class=FMT,
-                       parents=[_shared("device", "seed", "batch-size", "no-ema")],
+                       parents=[shared_flags("device", "seed", "batch-size", "no-ema")],
                        description="Generate --num samples per entry of --steps with the run's [sample] settings (replaced by "
                                    "the sampling flags given), score them against the dataset's test split read at the run's "
                                    "image size (a folder dataset: its held-out share or test/ subfolder), print a table and "
@@ -190,7 +157,7 @@ def _eval_parsers(sub) -> None:
     p.add_argument("--reference", help="reference set: DATASET:SPLIT, an image folder or a statistics .npz (default: the run's dataset, test split)")
     p.add_argument("--no-log", action="store_true", help="do not append the results to the run's metrics.jsonl")
 
-    p = sub.add_parser("fid", help="FID between two image sets", formatter_class=FMT, parents=[_shared("device")],
+    p = sub.add_parser("fid", help="FID between two image sets", formatter_class=FMT, parents=[shared_flags("device")],
                        description="Print the FID between A and B, each an image folder, an .npz with arr_0 (uint8 NHWC samples) "
                                    "or mu/sigma (statistics), or DATASET:SPLIT such as mnist:test (cached reference statistics). "
                                    "Inception-v3 (TF 2015-12-05 weights) pool features; images are resized to 299×299 as StyleGAN3 does "
@@ -203,7 +170,7 @@ def _eval_parsers(sub) -> None:
     p.add_argument("--batch-size", type=POSITIVE_FLAG, default=32, help="images per Inception batch")
 
     p = sub.add_parser("fid-stats", help="compute and cache FID reference statistics of a dataset split", formatter_class=FMT,
-                       parents=[_shared("device")],
+                       parents=[shared_flags("device")],
                        description="Compute the Inception statistics of DATASET:SPLIT (e.g. mnist:test) once; later FIDs read them "
                                    "from the cache ($DDPM_CACHE, else ~/.cache/ddpm).")
     p.add_argument("spec", help="DATASET:SPLIT, e.g. mnist:test or fashion-mnist:train")
@@ -214,70 +181,7 @@ def _eval_parsers(sub) -> None:
     p.add_argument("--batch-size", type=POSITIVE_FLAG, default=32, help="images per Inception batch")
 
 
-VIZ_KINDS = ("forward", "schedules", "reverse", "progress", "loss", "samplers", "guidance", "interpolation")
 FEATURES = ("inception", "domain")
-
-
-def _viz_parsers(sub) -> None:
-    p = sub.add_parser("report", help="write RUN/report.html: config, curves, samples, GIFs, strips, metrics", formatter_class=FMT,
-                       parents=[_shared("device")],
-                       description="Draw every picture of a run into RUN/report/ and write RUN/report.html, a single self-contained page.")
-    p.add_argument("run", help="a run directory")
-    p.add_argument("--no-full-ddpm", action="store_true", help="leave the all-T-steps DDPM row out of the sampler comparison (faster)")
-
-    p = sub.add_parser("viz", help="draw one picture", formatter_class=FMT, parents=[_shared("device", "seed")],
-                       description="forward: x_t strips of real images for each schedule; schedules: ᾱ_t and log-SNR plots; "
-                                   "reverse: GIF (and a .png strip beside it) of one sampling run; progress: GIF of the training grids; "
-                                   "loss: loss curve (and a heat map of the loss per timestep beside it); samplers: one grid per sampler "
-                                   "from the same noise; guidance: one row per guidance weight from the same noise (and beside it "
-                                   "a .gif of the reverse processes side by side); interpolation: the context walked from C1 to C2 "
-                                   "(--between), one noise per row held fixed.")
-    p.add_argument("what", choices=VIZ_KINDS)
-    p.add_argument("run", nargs="?", help="a run directory (not needed for forward and schedules)")
-    p.add_argument("--out", type=Path, required=True, help="the picture to write (.png, or .gif for reverse and progress)")
-    p.add_argument("--data", choices=DATASETS, default="mnist", help="forward: dataset of the real images")
-    p.add_argument("--data-dir", help="forward: directory of the dataset files")
-    p.add_argument("--images", type=POSITIVE_FLAG, default=3, help="forward: number of real images")
-    p.add_argument("--num-timesteps", type=flag_of(DiffusionConfig, "num_timesteps"), default=1000, help="forward, schedules: T")
-    p.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim", help="reverse: the sampler")
-    p.add_argument("--steps", type=POSITIVE_FLAG, default=50, help="reverse, samplers: sampling steps")
-    p.add_argument("--num", type=POSITIVE_FLAG, default=4, help="reverse, samplers, guidance, interpolation: number of samples "
-                   "(guidance: per weight, the classes in turn; interpolation: rows)")
-    p.add_argument("--weights", type=_weights, default=(0.0, 0.5, 1.0, 2.0, 4.0), metavar="W,W,…",
-                   help="guidance: the classifier-free guidance weights (the classifier scales with --classifier)")
-    p.add_argument("--classifier", type=Path, metavar="CLF", help="guidance: sweep classifier guidance by this classifier")
-    p.add_argument("--between", nargs=2, metavar=("C1", "C2"),
-                   help="interpolation: the two contexts, each a class of a onehot run (e.g. 3 5) or comma-separated numbers")
-    p.add_argument("--frames", type=POSITIVE_FLAG, default=8, help="interpolation: steps from C1 to C2")
-
-
-def _study_parser(sub) -> None:
-    p = sub.add_parser("study", help="run one of the write-ups' experiments: every arm trained alike, scored with uncertainty",
-                       formatter_class=FMT, parents=[_shared("device")],
-                       description="Train every arm of study NAME with the same budget (the mnist-demo recipe plus the arm's "
-                                   "setting), score each on the same number of samples from the same seeds, and write "
-                                   "OUT/study.md, OUT/study.json and OUT/report.html. A killed study continues where it "
-                                   "stopped when run again with the same flags. ddpm study --list names the studies.")
-    p.add_argument("name", nargs="?", help="the study (see --list)")
-    p.add_argument("--list", action="store_true", help="name each study, its arms, claim, source and default budget")
-    p.add_argument("--out", type=Path, help="the study directory (each arm an ordinary run directory under OUT/arms/)")
-    budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=flag_of(TrainConfig, "max_minutes"), help="training minutes per arm (default: the study's)")
-    budget.add_argument("--steps", type=flag_of(TrainConfig, "steps"), help="training steps per arm instead of minutes (reproducible)")
-    p.add_argument("--seeds", type=POSITIVE_FLAG, default=1, help="train every arm this many times (seeds 0..K-1)")
-    p.add_argument("--samples", type=flag(int, Bounds(2, 1_000_000)), help="samples scored per arm (default: the study's, "
-                   "else 1000, and fewer in proportion under a smaller --minutes, at least 100)")
-    p.add_argument("--nll", action="store_true", help="also score every arm's NLL bound in bits/dim (on by default in the "
-                   "studies whose claims are about it: objectives, variance, budget)")
-    p.add_argument("--nll-images", type=POSITIVE_FLAG, default=NLL_IMAGES, help="test images for the NLL bound (a "
-                   f"stratified estimate over {NLL_TIMESTEPS} timesteps, the same images and timesteps in every arm)")
-    p.add_argument("--only", action="append", metavar="ARM", help="run only this arm (repeatable); a later run without "
-                   "--only gathers the table")
-    p.add_argument("--data", choices=DATASETS, help="dataset (default: mnist)")
-    p.add_argument("--data-dir", help="directory of the dataset files")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a key in every arm alike")
-    p.add_argument("--inception", action="store_true", help="score with Inception features (default: the dataset's own "
-                   "classifier where ddpm ships one, MNIST and Fashion-MNIST)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sample_parser(sub)
     _demo_parser(sub)
     _eval_parsers(sub)
-    _viz_parsers(sub)
-    _study_parser(sub)
+    cli_viz.add_parsers(sub)
+    cli_study.add_parser(sub)
     return parser
 
 
@@ -551,162 +455,12 @@ def cmd_fid_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_study(args: argparse.Namespace) -> int:
-    from .models import pick_device
-    from .study import StudySettings, describe, find_study, run_study, write
-
-    if args.list:
-        print(describe())
-        return 0
-    if args.name is None or args.out is None:
-        raise DdpmError("name a study and its directory: ddpm study NAME --out DIR (ddpm study --list names them)")
-    from .study.runner import labelled_overrides
-
-    study = find_study(args.name)
-    dataset = args.data or "mnist"
-    overrides = ([f"data.dataset={json.dumps(dataset)}"] + ([f"data.data_dir={json.dumps(args.data_dir)}"] if args.data_dir else [])
-                 + labelled_overrides(study, dataset, args.data_dir) + args.set)
-    feature = "inception" if args.inception or dataset not in DOMAIN_OF else "domain"
-    nll = args.nll or study.nll
-    if nll and study.one_model:
-        raise DdpmError(f"study {study.name!r} scores one model in every arm, whose NLL the arms do not change; "
-                        "score it once with ddpm eval RUN --nll")
-    minutes = None if args.steps else (args.minutes or study.minutes)
-    settings = StudySettings(study.name, minutes, args.steps, args.seeds, args.samples or study.default_samples(minutes),
-                             tuple(overrides), feature, nll, args.nll_images)
-    results = run_study(study, args.out, settings, device=pick_device(args.device), only=args.only, data_dir=args.data_dir,
-                        log=lambda m: print(m, file=sys.stderr))
-    if results is not None:
-        paths = write(study, results, args.out)
-        print(paths["md"].read_text())
-        print(f"ddpm study: wrote {paths['md']}, {paths['json']} and {paths['html']}", file=sys.stderr)
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from .models import pick_device
-    from .report import write_report
-
-    path = write_report(args.run, device=pick_device(args.device), full_ddpm=not args.no_full_ddpm,
-                        log=lambda m: print(m, file=sys.stderr))
-    print(f"ddpm report: wrote {path}", file=sys.stderr)
-    print(path)
-    return 0
-
-
-def cmd_viz(args: argparse.Namespace) -> int:
-    from .generate import labels_for, model_cond
-    from .models import build_schedule, load_model, pick_device
-    from .viz import plots, process
-    from .viz.images import save_image
-
-    device = pick_device(args.device)
-    out = args.out
-    check_writable(out)
-    if args.what == "guidance":
-        _viz_guidance(args, device)
-        return 0
-    if args.what in ("reverse", "progress") and out.suffix != ".gif":
-        raise DdpmError(f"--out for {args.what} must end in .gif")
-    if args.what not in ("reverse", "progress") and out.suffix != ".png":
-        raise DdpmError(f"--out for {args.what} must end in .png")
-    if args.what not in ("forward", "schedules") and args.run is None:
-        raise DdpmError(f"ddpm viz {args.what} needs a run directory")
-    if args.what == "schedules":
-        plots.plot_schedules(out, args.num_timesteps)
-    elif args.what == "forward":
-        from .data import load_dataset
-
-        data = load_dataset(args.data, root=args.data_dir, split="test", limit=args.images, seed=args.seed)
-        save_image(process.forward_strip(data.images, num_timesteps=args.num_timesteps, seed=args.seed), out)
-    elif args.what == "progress":
-        process.progress_gif(Path(args.run), out)
-    elif args.what == "loss":
-        plots.plot_loss(Path(args.run), out)
-        plots.plot_loss_heatmap(Path(args.run), out.with_name(out.stem + "-heatmap.png"))
-    else:
-        model, config, _ = load_model(args.run, device=device)
-        schedule = build_schedule(config).to(device)
-        d = config.data
-        shape = (d.channels, d.image_size, d.image_size)
-        cond = model_cond(config, labels_for(config.classes_shown(), args.num))
-        cond = None if cond is None else {key: value.to(device) for key, value in cond.items()}
-        options = dict(**config.diffusion.model_options(), seed=args.seed, cond=cond, device=device,
-                       clip_x0=config.sample.clip_x0)
-        if args.what == "interpolation":
-            from .viz.guidance import interpolation_cells, interpolation_strip
-
-            if args.between is None:
-                raise DdpmError("ddpm viz interpolation needs --between C1 C2 (two classes of a onehot run, or two vectors)")
-            start, end = (_context_of(text, config) for text in args.between)
-            save_image(interpolation_strip(interpolation_cells(
-                model, schedule, shape, start, end, frames=args.frames, rows=args.num, guidance=config.sample.guidance,
-                sampler=args.sampler, steps=args.steps, **config.diffusion.model_options(), clip_x0=config.sample.clip_x0,
-                seed=args.seed, device=device)), out)
-        elif args.what == "reverse":
-            record, final = process.reverse_trajectory(model, schedule, shape, num=args.num, sampler=args.sampler,
-                                                       steps=args.steps, **options)
-            process.trajectory_gif(record, final, out)
-            save_image(process.trajectory_strip(record, final), out.with_suffix(".png"))
-        else:
-            save_image(process.sampler_comparison(model, schedule, shape, steps=args.steps, num=args.num, **options), out)
-    print(f"ddpm viz: wrote {out}", file=sys.stderr)
-    return 0
-
-
-def _context_of(text: str, config):
-    """One --between value: a class of a onehot run, or comma-separated numbers → a context vector [k]."""
-    import torch
-
-    from .data.context import parse_vector
-    from .generate import check_contexts, one_hot
-
-    context_dim = getattr(config.model, "context_dim", None)
-    if not context_dim:
-        raise DdpmError("ddpm viz interpolation needs a run trained on context vectors (data.context)")
-    if text.strip().isdigit() and config.data.context == "onehot":
-        return one_hot(torch.tensor([int(text)]), context_dim)[0]
-    return check_contexts(parse_vector(text), context_dim, 1)[0]
-
-
-def _viz_guidance(args: argparse.Namespace, device) -> None:
-    """ddpm viz guidance: the panel (OUT.png) and the reverse processes side by side (OUT.gif)."""
-    from .generate import labels_for, model_cond
-    from .models import build_schedule, load_classifier, load_model
-    from .viz.guidance import guidance_sweep, sweep_gif, sweep_panel
-    from .viz.images import save_image
-
-    if args.run is None:
-        raise DdpmError("ddpm viz guidance needs a run directory")
-    if args.out.suffix != ".png":
-        raise DdpmError("--out for guidance must end in .png (the .gif is written beside it)")
-    check_writable(args.out.with_suffix(".gif"))
-    model, config, _ = load_model(args.run, device=device)
-    classifier = load_classifier(args.classifier, config, device=device) if args.classifier else None
-    classes = config.classes_shown() or (classifier.config.num_classes if classifier else None)
-    if not classes:
-        raise DdpmError("ddpm viz guidance needs a class-conditional or onehot-context run, or --classifier CLF")
-    labels = labels_for(classes, args.num)
-    cond = {**(model_cond(config, labels) or {}), **({"y": labels} if classifier else {})}
-    cond = {key: value.to(device) for key, value in cond.items()}
-    schedule = build_schedule(config).to(device)
-    s = config.sample
-    finals, records = guidance_sweep(model, schedule, (config.data.channels, config.data.image_size, config.data.image_size),
-                                     args.weights, cond=cond, sampler=args.sampler, steps=args.steps,
-                                     **config.diffusion.model_options(), clip_x0=s.clip_x0, null_label=config.model.num_classes,
-                                     classifier=classifier, seed=args.seed, device=device,
-                                     interval=(s.guidance_from, s.guidance_to))
-    name = "s" if classifier else "w"
-    save_image(sweep_panel(finals, args.weights, name), args.out)
-    sweep_gif(records, finals, args.weights, name, args.out.with_suffix(".gif"))
-    print(f"ddpm viz: wrote {args.out} and {args.out.with_suffix('.gif')}", file=sys.stderr)
-
-
 # What torchrun can spread over processes (each rank its share of the steps' batch, of the sample indices or of
 # the images whose features are extracted; rank 0 writes and prints).
 DISTRIBUTED_COMMANDS = ("train", "train-classifier", "sample", "eval", "fid", "fid-stats")
 COMMANDS = {"train": cmd_train, "train-classifier": cmd_train_classifier, "sample": cmd_sample, "demo": cmd_demo, "eval": cmd_eval, "fid": cmd_fid,
-            "fid-stats": cmd_fid_stats, "report": cmd_report, "viz": cmd_viz, "study": cmd_study}
+            "fid-stats": cmd_fid_stats, "report": cli_viz.cmd_report, "viz": cli_viz.cmd_viz,
+            "study": cli_study.cmd_study}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,6 +54,7 @@ class Study:
     loss_times: tuple[int, ...] = ()
     needs_labels: bool = False  # a study of class conditioning cannot run on unlabelled data
     nll: bool = False  # also score every arm's NLL bound in bits/dim (``ddpm study --nll`` asks it of any study)
+    trade_off: bool = False  # its arms trade fidelity for diversity: the report draws FID against the asked-class share
 
     @property
     def samples_one_model(self) -> bool:
@@ -158,7 +159,7 @@ STUDIES.update({s.name: s for s in (
                       family="interval [0.2, 1]") for w in (1.0, 2.0, 4.0))
           + tuple(Arm(f"classifier s={s:g}", sampling=(("guidance", 0.0), ("classifier_scale", s)), family="classifier scale")
                   for s in (1.0, 2.0, 4.0, 8.0)),
-          minutes=20, samples=500, claims=(("w=0", "w=4"), ("w=0", "classifier s=8")), needs_labels=True),
+          minutes=20, samples=500, claims=(("w=0", "w=4"), ("w=0", "classifier s=8")), needs_labels=True, trade_off=True),
 )})
 
 

@@ -142,10 +142,12 @@ def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) 
         grid = out / "arms" / f"{r['arm']}-s{r['seed']}" / "study-samples.png"
         if grid.is_file():
             parts.append(f"<figure><figcaption>{html.escape(r['arm'])} (seed {r['seed']})</figcaption>{_img(grid)}</figure>")
-    families, trained = {}, {}  # curves over sampling settings of one model, and over training budgets
+    families, trained, guided = {}, {}, {}  # curves over sampling settings, training budgets, guidance strengths
     for r in results["arms"]:
         if r.get("family") and r["seed"] == 0:
-            if study.one_model:
+            if study.trade_off:
+                guided.setdefault(r["family"], []).append(r)
+            elif study.one_model:
                 families.setdefault(r["family"], []).append((r["network_evaluations"], r["fid"]["value"], r["fid"]["low"],
                                                              r["fid"]["high"], r["sampling_s"]))
             else:
@@ -157,6 +159,12 @@ def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) 
     if families:
         parts.append("<h2>FID against network evaluations per sample</h2>"
                      + _img(plots.plot_fid_vs_evaluations(families, out / "study-fid.png")))
+    if guided:
+        unguided = next((r for r in results["arms"] if r["seed"] == 0 and r.get("guidance") == 0
+                         and not r.get("classifier_scale")), None)
+        if unguided is not None:  # every guided family starts from the unguided model
+            guided = {name: arms if unguided in arms else [unguided, *arms] for name, arms in guided.items()}
+        parts.append("<h2>Fidelity against FID</h2>" + _img(plots.plot_fid_vs_fidelity(guided, out / "study-guidance.png")))
     if trained:
         parts.append("<h2>Quality against training time</h2>"
                      + _img(plots.plot_quality_vs_training(trained, out / "study-budget.png")))

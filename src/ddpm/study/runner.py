@@ -18,7 +18,6 @@ from ..data import load_dataset
 from ..errors import DdpmError
 from ..generate import generate, labels_for
 from ..io import atomic_write_text
-from ..metrics.frechet import FeatureStats
 from ..models import build_schedule, load_classifier, load_model
 from ..viz import save_grid
 from .catalog import NLL_IMAGES, NLL_TIMESTEPS, Study

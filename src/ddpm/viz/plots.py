@@ -124,6 +124,26 @@ def plot_fid_vs_evaluations(families: dict[str, list[tuple]], path: str | Path) 
     return _save(fig, path)
 
 
+def plot_fid_vs_fidelity(families: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
+    """A guidance study: FID (diversity and quality, with its 95% interval) against the share of samples read as the
+    asked class (fidelity, ± its binomial standard error), one line per family of arms, each point named by its arm.
+    ``families``: name → study results of its arms (each with "fid", "asked" and "arm")."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, arms in families.items():
+        arms = sorted(arms, key=lambda r: r["asked"]["value"])
+        asked = np.array([[100 * r["asked"]["value"], 100 * r["asked"]["se"]] for r in arms])
+        fid = np.array([[r["fid"]["value"], r["fid"]["low"], r["fid"]["high"]] for r in arms])
+        ax.errorbar(asked[:, 0], fid[:, 0], xerr=asked[:, 1], yerr=[fid[:, 0] - fid[:, 1], fid[:, 2] - fid[:, 0]],
+                    marker="o", capsize=2, label=name)
+        for r, x, y in zip(arms, asked[:, 0], fid[:, 0]):
+            ax.annotate(r["arm"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set(xlabel="read as the asked class (%)", ylabel="FID", yscale="log", title="guidance: fidelity against FID")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def plot_quality_vs_training(families: dict[str, list[dict[str, Any]]], path: str | Path) -> Path:
     """A budget study: FID (with its 95% interval) against training minutes, one line per recipe, and beside it the NLL
     bound (± 2 standard errors) where the arms have one. ``families``: name → study results of its arms."""

@@ -1,0 +1,167 @@
+"""``ddpm report`` and ``ddpm viz``: a run's report page, and one picture at a time."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .cli_flags import FMT, POSITIVE_FLAG, shared, weights
+from .config import SAMPLER_NAMES, DiffusionConfig
+from .data import DATASETS
+from .errors import DdpmError
+from .io import check_writable
+from .validation import flag_of
+
+VIZ_KINDS = ("forward", "schedules", "reverse", "progress", "loss", "samplers", "guidance", "interpolation")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("report", help="write RUN/report.html: config, curves, samples, GIFs, strips, metrics", formatter_class=FMT,
+                       parents=[shared("device")],
+                       description="Draw every picture of a run into RUN/report/ and write RUN/report.html, a single self-contained page.")
+    p.add_argument("run", help="a run directory")
+    p.add_argument("--no-full-ddpm", action="store_true", help="leave the all-T-steps DDPM row out of the sampler comparison (faster)")
+
+    p = sub.add_parser("viz", help="draw one picture", formatter_class=FMT, parents=[shared("device", "seed")],
+                       description="forward: x_t strips of real images for each schedule; schedules: ᾱ_t and log-SNR plots; "
+                                   "reverse: GIF (and a .png strip beside it) of one sampling run; progress: GIF of the training grids; "
+                                   "loss: loss curve (and a heat map of the loss per timestep beside it); samplers: one grid per sampler "
+                                   "from the same noise; guidance: one row per guidance weight from the same noise (and beside it "
+                                   "a .gif of the reverse processes side by side); interpolation: the context walked from C1 to C2 "
+                                   "(--between), one noise per row held fixed.")
+    p.add_argument("what", choices=VIZ_KINDS)
+    p.add_argument("run", nargs="?", help="a run directory (not needed for forward and schedules)")
+    p.add_argument("--out", type=Path, required=True, help="the picture to write (.png, or .gif for reverse and progress)")
+    p.add_argument("--data", choices=DATASETS, default="mnist", help="forward: dataset of the real images")
+    p.add_argument("--data-dir", help="forward: directory of the dataset files")
+    p.add_argument("--images", type=POSITIVE_FLAG, default=3, help="forward: number of real images")
+    p.add_argument("--num-timesteps", type=flag_of(DiffusionConfig, "num_timesteps"), default=1000, help="forward, schedules: T")
+    p.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim", help="reverse: the sampler")
+    p.add_argument("--steps", type=POSITIVE_FLAG, default=50, help="reverse, samplers: sampling steps")
+    p.add_argument("--num", type=POSITIVE_FLAG, default=4, help="reverse, samplers, guidance, interpolation: number of samples "
+                   "(guidance: per weight, the classes in turn; interpolation: rows)")
+    p.add_argument("--weights", type=weights, default=(0.0, 0.5, 1.0, 2.0, 4.0), metavar="W,W,…",
+                   help="guidance: the classifier-free guidance weights (the classifier scales with --classifier)")
+    p.add_argument("--classifier", type=Path, metavar="CLF", help="guidance: sweep classifier guidance by this classifier")
+    p.add_argument("--between", nargs=2, metavar=("C1", "C2"),
+                   help="interpolation: the two contexts, each a class of a onehot run (e.g. 3 5) or comma-separated numbers")
+    p.add_argument("--frames", type=POSITIVE_FLAG, default=8, help="interpolation: steps from C1 to C2")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .models import pick_device
+    from .report import write_report
+
+    path = write_report(args.run, device=pick_device(args.device), full_ddpm=not args.no_full_ddpm,
+                        log=lambda m: print(m, file=sys.stderr))
+    print(f"ddpm report: wrote {path}", file=sys.stderr)
+    print(path)
+    return 0
+
+
+def cmd_viz(args: argparse.Namespace) -> int:
+    from .generate import labels_for, model_cond
+    from .models import build_schedule, load_model, pick_device
+    from .viz import plots, process
+    from .viz.images import save_image
+
+    device = pick_device(args.device)
+    out = args.out
+    check_writable(out)
+    if args.what == "guidance":
+        _viz_guidance(args, device)
+        return 0
+    if args.what in ("reverse", "progress") and out.suffix != ".gif":
+        raise DdpmError(f"--out for {args.what} must end in .gif")
+    if args.what not in ("reverse", "progress") and out.suffix != ".png":
+        raise DdpmError(f"--out for {args.what} must end in .png")
+    if args.what not in ("forward", "schedules") and args.run is None:
+        raise DdpmError(f"ddpm viz {args.what} needs a run directory")
+    if args.what == "schedules":
+        plots.plot_schedules(out, args.num_timesteps)
+    elif args.what == "forward":
+        from .data import load_dataset
+
+        data = load_dataset(args.data, root=args.data_dir, split="test", limit=args.images, seed=args.seed)
+        save_image(process.forward_strip(data.images, num_timesteps=args.num_timesteps, seed=args.seed), out)
+    elif args.what == "progress":
+        process.progress_gif(Path(args.run), out)
+    elif args.what == "loss":
+        plots.plot_loss(Path(args.run), out)
+        plots.plot_loss_heatmap(Path(args.run), out.with_name(out.stem + "-heatmap.png"))
+    else:
+        model, config, _ = load_model(args.run, device=device)
+        schedule = build_schedule(config).to(device)
+        d = config.data
+        shape = (d.channels, d.image_size, d.image_size)
+        cond = model_cond(config, labels_for(config.classes_shown(), args.num))
+        cond = None if cond is None else {key: value.to(device) for key, value in cond.items()}
+        options = dict(**config.diffusion.model_options(), seed=args.seed, cond=cond, device=device,
+                       clip_x0=config.sample.clip_x0)
+        if args.what == "interpolation":
+            from .viz.guidance import interpolation_cells, interpolation_strip
+
+            if args.between is None:
+                raise DdpmError("ddpm viz interpolation needs --between C1 C2 (two classes of a onehot run, or two vectors)")
+            start, end = (_context_of(text, config) for text in args.between)
+            save_image(interpolation_strip(interpolation_cells(
+                model, schedule, shape, start, end, frames=args.frames, rows=args.num, guidance=config.sample.guidance,
+                sampler=args.sampler, steps=args.steps, **config.diffusion.model_options(), clip_x0=config.sample.clip_x0,
+                seed=args.seed, device=device)), out)
+        elif args.what == "reverse":
+            record, final = process.reverse_trajectory(model, schedule, shape, num=args.num, sampler=args.sampler,
+                                                       steps=args.steps, **options)
+            process.trajectory_gif(record, final, out)
+            save_image(process.trajectory_strip(record, final), out.with_suffix(".png"))
+        else:
+            save_image(process.sampler_comparison(model, schedule, shape, steps=args.steps, num=args.num, **options), out)
+    print(f"ddpm viz: wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _context_of(text: str, config):
+    """One --between value: a class of a onehot run, or comma-separated numbers → a context vector [k]."""
+    import torch
+
+    from .data.context import parse_vector
+    from .generate import check_contexts, one_hot
+
+    context_dim = getattr(config.model, "context_dim", None)
+    if not context_dim:
+        raise DdpmError("ddpm viz interpolation needs a run trained on context vectors (data.context)")
+    if text.strip().isdigit() and config.data.context == "onehot":
+        return one_hot(torch.tensor([int(text)]), context_dim)[0]
+    return check_contexts(parse_vector(text), context_dim, 1)[0]
+
+
+def _viz_guidance(args: argparse.Namespace, device) -> None:
+    """ddpm viz guidance: the panel (OUT.png) and the reverse processes side by side (OUT.gif)."""
+    from .generate import labels_for, model_cond
+    from .models import build_schedule, load_classifier, load_model
+    from .viz.guidance import guidance_sweep, sweep_gif, sweep_panel
+    from .viz.images import save_image
+
+    if args.run is None:
+        raise DdpmError("ddpm viz guidance needs a run directory")
+    if args.out.suffix != ".png":
+        raise DdpmError("--out for guidance must end in .png (the .gif is written beside it)")
+    check_writable(args.out.with_suffix(".gif"))
+    model, config, _ = load_model(args.run, device=device)
+    classifier = load_classifier(args.classifier, config, device=device) if args.classifier else None
+    classes = config.classes_shown() or (classifier.config.num_classes if classifier else None)
+    if not classes:
+        raise DdpmError("ddpm viz guidance needs a class-conditional or onehot-context run, or --classifier CLF")
+    labels = labels_for(classes, args.num)
+    cond = {**(model_cond(config, labels) or {}), **({"y": labels} if classifier else {})}
+    cond = {key: value.to(device) for key, value in cond.items()}
+    schedule = build_schedule(config).to(device)
+    s = config.sample
+    finals, records = guidance_sweep(model, schedule, (config.data.channels, config.data.image_size, config.data.image_size),
+                                     args.weights, cond=cond, sampler=args.sampler, steps=args.steps,
+                                     **config.diffusion.model_options(), clip_x0=s.clip_x0, null_label=config.model.num_classes,
+                                     classifier=classifier, seed=args.seed, device=device,
+                                     interval=(s.guidance_from, s.guidance_to))
+    name = "s" if classifier else "w"
+    save_image(sweep_panel(finals, args.weights, name), args.out)
+    sweep_gif(records, finals, args.weights, name, args.out.with_suffix(".gif"))
+    print(f"ddpm viz: wrote {args.out} and {args.out.with_suffix('.gif')}", file=sys.stderr)
