@@ -46,6 +46,14 @@ def test_arms_differ_only_in_their_own_setting(name):
     assert timed.train.steps == STEPS_UNDER_A_TIME_BUDGET and timed.train.seed == 3
 
 
+def test_every_arm_is_one_directory_name():
+    """An arm's run directory is DIR/arms/ARM-sSEED: a name with a path separator would nest it (the guidance interval
+    arms were once "w=1 t/T in [0.2,1]")."""
+    for study in STUDIES.values():
+        for arm in study.arms:
+            assert "/" not in arm.name and "\\" not in arm.name and arm.name.strip() == arm.name, (study.name, arm.name)
+
+
 def test_memorisation_tells_copies_from_new_images():
     """The training images themselves are all near-copies (distance 0); held-out real images are as far from the training
     set as the test images that set the threshold: about 1% fall under it."""

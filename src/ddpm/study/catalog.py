@@ -101,7 +101,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("architecture", "a U-Net is far ahead of an MLP of the same size; AdaGN and 1/√2 skips are details",
           "the write-ups; Dhariwal & Nichol 2021 (AdaGN); Song et al. 2021 (1/√2)",
           (Arm("unet"), Arm("mlp", ("model.architecture=mlp", "model.hidden=440", "model.depth=4")),
-           Arm("unet-add-time", ("model.time_conditioning=add",)), Arm("unet-skip-1/√2", ("model.rescale_skip=true",))),
+           Arm("unet-add-time", ("model.time_conditioning=add",)), Arm("unet-skip-÷√2", ("model.rescale_skip=true",))),
           minutes=12, claims=(("unet", "mlp"),)),
     Study("time-input", "without its time input a U-Net learns only the average digit at first, nearly real digits later",
           "the write-ups (500 vs 700 epochs)",
@@ -155,7 +155,7 @@ STUDIES.update({s.name: s for s in (
           "(FID) for fidelity (the asked digit)",
           "Ho & Salimans 2022; Dhariwal & Nichol 2021 (classifier guidance); Kynkäänniemi et al. 2024 (interval)",
           tuple(Arm(f"w={w:g}", sampling=(("guidance", w),), family="every step") for w in (0.0, 0.5, 1.0, 2.0, 4.0))
-          + tuple(Arm(f"w={w:g} t/T in [0.2,1]", sampling=(("guidance", w), ("guidance_interval", (0.2, 1.0))),
+          + tuple(Arm(f"w={w:g} interval [0.2,1]", sampling=(("guidance", w), ("guidance_interval", (0.2, 1.0))),
                       family="interval [0.2, 1]") for w in (1.0, 2.0, 4.0))
           + tuple(Arm(f"classifier s={s:g}", sampling=(("guidance", 0.0), ("classifier_scale", s)), family="classifier scale")
                   for s in (1.0, 2.0, 4.0, 8.0)),
