@@ -207,8 +207,9 @@ class Scorer:
         scale = sampling.pop("classifier_scale", 0.0)
         guide = {"classifier": load_classifier(classifier, config, device=device), "classifier_scale": scale} if scale else {}
         d, s = config.data, config.sample_settings(**sampling)
+        schedule = build_schedule(config).to(device)  # the sampling's and the NLL bound's
         started = time.time()
-        images = generate(model, build_schedule(config), num=self.samples, shape=(d.channels, d.image_size, d.image_size),
+        images = generate(model, schedule, num=self.samples, shape=(d.channels, d.image_size, d.image_size),
                           **s.generate_options(), **config.diffusion.model_options(), labels=labels, seed=0, device=device,
                           **({"skip": skip} if s.sampler == "ddpm" else {}), **guide)
         sampling_s = time.time() - started
@@ -236,7 +237,7 @@ class Scorer:
         if nll_images:
             from ..evaluate import nll_bound
 
-            bound = nll_bound(model, build_schedule(config).to(device), config, device, images=nll_images,
+            bound = nll_bound(model, schedule, config, device, images=nll_images,
                               timesteps=NLL_TIMESTEPS, seed=0)  # the same images and timestep draws in every arm
             out["nll"] = {"value": bound["nll_bpd"], "se": bound["nll_bpd_stderr"], "images": bound["nll_images"],
                           "timesteps": bound["nll_timesteps"], "variance": bound["nll_variance"],
