@@ -122,16 +122,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     if log_to is not None:
         check_writable(log_to / "metrics.jsonl")  # before the sampling, which a write failure would throw away
 
-    @contextlib.contextmanager
-    def progress(total: int, what: str, unit: str = "img"):
-        """An update(n) callable for a progress bar of ``total`` items (None without ``bar``)."""
-        b = bar(total, what, unit) if bar is not None else None
-        try:
-            yield b.update if b is not None else None
-        finally:
-            if b is not None:
-                b.close()
-
+    progress = progress_bars(bar)
     inception = domain_net = None
     if settings.fid:
         from .metrics.inception import InceptionFeatures
@@ -213,13 +204,29 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
     return rows
 
 
+def progress_bars(bar=None):
+    """``progress(total, what, unit)``: a context manager yielding an update(n) callable for a progress bar of
+    ``total`` items made by ``bar(total, what, unit)`` and closed on exit; it yields None without ``bar``."""
+
+    @contextlib.contextmanager
+    def progress(total: int, what: str, unit: str = "img"):
+        b = bar(total, what, unit) if bar is not None else None
+        try:
+            yield b.update if b is not None else None
+        finally:
+            if b is not None:
+                b.close()
+
+    return progress
+
+
 def nll_bound(model, schedule, config, device, *, images: int = 256, timesteps: int | None = None,
               variance: str | None = None, seed: int = 0, batch_size: int = 256, progress=None) -> dict[str, Any]:
     """NLL bound in bits/dim (DDPM eq. 5) on the first ``images`` images of the run's test split, with the model's own
     variance (or ``variance``, a fixed one, in its place) over all T steps or ``timesteps`` stratified ones; the
     images' own labels (or one-hot contexts) condition a conditional model. ``nll_bpd_per_image`` [n] lets two
-    models scored on the same images be compared pairwise. ``progress(total, what, unit)``: a context manager
-    yielding an update(n) callable (or None)."""
+    models scored on the same images be compared pairwise. ``progress``: a ``progress_bars`` factory (none by
+    default)."""
     from .data import load_dataset
     from .generate import model_cond
     from .metrics.nll import vlb_terms
@@ -234,8 +241,8 @@ def nll_bound(model, schedule, config, device, *, images: int = 256, timesteps: 
     T = schedule.num_timesteps
     calls = T if timesteps is None or timesteps >= T - 1 else timesteps + 1
     totals, terms, priors, fractions = [], [], [], []
-    with (progress or _no_progress)(((n + batch_size - 1) // batch_size) * calls,
-                                    f"NLL bound on {n} test images", "step") as update:
+    with (progress or progress_bars())(((n + batch_size - 1) // batch_size) * calls,
+                                         f"NLL bound on {n} test images", "step") as update:
         for idx in torch.arange(n).split(batch_size):
             x0, y = test.batch(idx, device)
             cond = model_cond(config, y)  # the test images' own labels (or one-hot contexts)
@@ -255,11 +262,6 @@ def nll_bound(model, schedule, config, device, *, images: int = 256, timesteps: 
             # None (JSON null, not NaN) at steps no image drew in a stratified estimate
             **({"nll_variance_fraction": [None if v != v else v for v in torch.cat(fractions).nanmean(0).tolist()]}
                if fractions else {})}
-
-
-@contextlib.contextmanager
-def _no_progress(total: int, what: str, unit: str = "img"):
-    yield None
 
 
 def evaluate_classifier(path: str | Path, *, images: int = 1000, bands: int = 10, seed: int = 0,
