@@ -101,12 +101,16 @@ def test_eval_and_fid_on_two_processes_score_what_one_process_does(one_process, 
 
     rows = []
     for nproc in (1, 2):
-        ddpm("eval", str(one_process), "-n", "6", "--steps", "3", "--domain", "--batch-size", "4", nproc=nproc,
+        ddpm("eval", str(one_process), "-n", "6", "--steps", "3", "--domain", "--batch-size", "4",
+             "--nll", "--nll-images", "5", "--nll-timesteps", "4", nproc=nproc,
              env={**ENV, "DDPM_CACHE": str(tmp_path / f"eval-cache{nproc}")})  # the reference computed by each
         rows.append(json.loads((one_process / "metrics.jsonl").read_text().splitlines()[-1]))
     one, two = rows
     assert one["kind"] == two["kind"] == "eval" and one["class_histogram"] == two["class_histogram"]
     assert two["domain_fid"] == pytest.approx(one["domain_fid"], rel=1e-6) and two["domain_confident"] == one["domain_confident"]
+    # the NLL bound's images shared too (3 and 2), each with its own noise stream: the one-process numbers
+    assert two["nll_images"] == one["nll_images"] == 5 and two["nll_bpd"] == pytest.approx(one["nll_bpd"], rel=1e-6)
+    assert two["nll_terms_bpd"] == pytest.approx(one["nll_terms_bpd"], rel=1e-6, abs=1e-9)
     ddpm("sample", str(one_process), "-n", "7", "--out", str(tmp_path / "s.npz"))
     fids = [float(ddpm("fid", "--feature", "domain", str(tmp_path / "s.npz"), "mnist-idx:test", "--data-dir", str(data_dir),
                        nproc=nproc, env={**ENV, "DDPM_CACHE": str(tmp_path / f"cache{nproc}")}).stdout.split()[-1]) for nproc in (1, 2)]

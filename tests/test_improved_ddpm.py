@@ -288,6 +288,11 @@ def test_a_hybrid_loss_aware_learned_range_run_logs_both_losses_and_resumes(tmp_
     assert len(row["nll_variance_fraction"]) == 100 and row["nll_variance_fraction"][0] is not None
     assert None in row["nll_variance_fraction"]  # steps that no image drew
     json.dumps(row, allow_nan=False)
+    # image i's noise and timesteps come from its own (seed, i) stream: another batch size gives the same bound
+    again = evaluate(tmp_path / "run", EvalSettings(num=2, fid=False, nll=True, nll_images=8, nll_timesteps=5, batch_size=3),
+                     log=False)[0]
+    assert again["nll_bpd"] == pytest.approx(row["nll_bpd"], rel=1e-6)
+    assert again["nll_terms_bpd"] == pytest.approx(row["nll_terms_bpd"], rel=1e-6, abs=1e-9)
     # and a resumed run continues with the importance sampler's history
     cfg2 = tiny_config(diffusion={"variance": "learned_range", "loss": "hybrid"},
                        train={"steps": 6, "log_every": 2, "checkpoint_every": 2, "timestep_sampler": "loss_aware"})

@@ -225,43 +225,53 @@ def nll_bound(model, schedule, config, device, *, images: int = 256, timesteps: 
     """NLL bound in bits/dim (DDPM eq. 5) on the first ``images`` images of the run's test split, with the model's own
     variance (or ``variance``, a fixed one, in its place) over all T steps or ``timesteps`` stratified ones; the
     images' own labels (or one-hot contexts) condition a conditional model. ``nll_bpd_per_image`` [n] lets two
-    models scored on the same images be compared pairwise. ``progress``: a ``progress_bars`` factory (none by
-    default)."""
+    models scored on the same images be compared pairwise. Image i's noise and timesteps come from its own stream
+    (seed, i), so the result does not depend on the batch size, and under torchrun the ranks share the images and
+    every rank returns all n. ``progress``: a ``progress_bars`` factory (none by default)."""
     from .data import load_dataset
     from .generate import model_cond
     from .metrics.nll import vlb_terms
+    from .rng import SampleNoise
 
     started = time.time()
     d = config.data
     test = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels,
                         test_fraction=d.test_fraction)
     n = min(images, len(test))
-    g = torch.Generator().manual_seed(seed)
     variance = variance or config.diffusion.variance
     T = schedule.num_timesteps
     calls = T if timesteps is None or timesteps >= T - 1 else timesteps + 1
-    totals, terms, priors, fractions = [], [], [], []
+    learned = variance == "learned_range"
+    # under torchrun each rank bounds its share of the images; image i's noise and timesteps come from its own
+    # stream (seed, i), so the numbers are those of one process, whatever the batch size or number of ranks
+    start, stop = distributed.shard(n)
+    # (a rank may have no share: the empty rows keep torch.cat and the gather working)
+    parts: dict[str, list[torch.Tensor]] = {"total": [torch.zeros(0, dtype=torch.float64)],
+                                            "terms": [torch.zeros(0, T, dtype=torch.float64)],
+                                            "prior": [torch.zeros(0, dtype=torch.float64)],
+                                            **({"variance_fraction": [torch.zeros(0, T, dtype=torch.float64)]} if learned else {})}
     with (progress or progress_bars())(((n + batch_size - 1) // batch_size) * calls,
                                          f"NLL bound on {n} test images", "step") as update:
-        for idx in torch.arange(n).split(batch_size):
+        update = distributed.counting_all_ranks(update)
+        for idx in torch.arange(start, stop).split(batch_size):
             x0, y = test.batch(idx, device)
             cond = model_cond(config, y)  # the test images' own labels (or one-hot contexts)
             cond = None if cond is None else {key: value.to(device) for key, value in cond.items()}
             out = vlb_terms(model, schedule, x0, prediction=config.diffusion.prediction, variance=variance,
-                            timesteps=timesteps, cond=cond, generator=g, progress=update)
-            totals.append(out["total"])
-            terms.append(out["terms"])
-            priors.append(out["prior"])
-            if "variance_fraction" in out:
-                fractions.append(out["variance_fraction"])
-    total, terms_all = torch.cat(totals), torch.cat(terms)
+                            timesteps=timesteps, cond=cond, generator=SampleNoise(seed, idx.tolist()),
+                            progress=update)
+            for key, rows in parts.items():
+                rows.append(out[key])
+    # gathered on the device (NCCL moves no CPU tensors), every rank then holds all n images' bounds in order
+    total, terms_all, prior, *fraction = (distributed.gather_rows(torch.cat(rows).to(device), n).cpu()
+                                         for rows in parts.values())
     return {"nll_bpd": total.mean().item(), "nll_bpd_stderr": (total.std() / len(total) ** 0.5).item() if len(total) > 1 else None,
-            "nll_images": n, "nll_variance": variance, "nll_timesteps": timesteps or T, "nll_prior_bpd": torch.cat(priors).mean().item(),
+            "nll_images": n, "nll_variance": variance, "nll_timesteps": timesteps or T, "nll_prior_bpd": prior.mean().item(),
             "nll_decoder_bpd": terms_all[:, 0].mean().item(), "nll_terms_bpd": terms_all.mean(0).tolist(),
             "nll_bpd_per_image": total.tolist(), "nll_s": time.time() - started,
             # None (JSON null, not NaN) at steps no image drew in a stratified estimate
-            **({"nll_variance_fraction": [None if v != v else v for v in torch.cat(fractions).nanmean(0).tolist()]}
-               if fractions else {})}
+            **({"nll_variance_fraction": [None if v != v else v for v in fraction[0].nanmean(0).tolist()]}
+               if fraction else {})}
 
 
 def evaluate_classifier(path: str | Path, *, images: int = 1000, bands: int = 10, seed: int = 0,
