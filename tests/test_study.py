@@ -121,6 +121,23 @@ def test_a_tiny_study_writes_its_table_with_every_arm_and_interval(study_dir):
                  "--out", str(study_dir / "x.npz")]) == 0
 
 
+def test_the_method_paragraph_says_a_shared_setting_once_and_a_varied_one_per_arm():
+    from ddpm.study.results import method
+
+    def scored(*arms) -> dict:
+        rows = [{"sampler": sampler, "sampling_steps": steps, "guidance": w, "feature": "domain-mnist",
+                 "reference": "mnist:test"} for sampler, steps, w in arms]
+        return {"settings": {"steps": 100, "minutes": None, "seeds": 1, "samples": 30}, "arms": rows}
+
+    text = method(STUDIES["samplers"], scored(("ddim", 5, 0.0), ("ddpm", 10, 0.0)))
+    assert text.startswith("One model of the `mnist-demo` recipe, 100 steps of training")  # not "every arm trained"
+    assert "(seed 0, the sampler and steps its name says, guidance w = 0)" in text
+    text = method(STUDIES["guidance"], scored(("ddpm", 50, 0.0), ("ddpm", 50, 2.0)))
+    assert "(seed 0, ddpm 50 steps, the guidance its name says)" in text
+    text = method(STUDIES["schedules"], scored(("ddpm", 50, 2.0), ("ddpm", 50, 2.0)))
+    assert text.startswith("Every arm: the `mnist-demo` recipe") and "(seed 0, ddpm 50 steps, guidance w = 2)" in text
+
+
 def table_numbers(out) -> list:
     results = json.loads((out / "study.json").read_text())
     return [(r["arm"], r["steps"], r["fid"]["value"], r["fid"]["draws"], r["asked"]) for r in results["arms"]]

@@ -102,7 +102,8 @@ def claim_sentences(study: Study, results: dict[str, Any]) -> list[str]:
     return sentences
 
 
-def write(study: Study, results: dict[str, Any], out: Path) -> dict[str, Path]:
+def method(study: Study, results: dict[str, Any]) -> str:
+    """The paragraph above a study's table: what was trained, for how long, and how every arm was scored."""
     s = results["settings"]
     budget = f"{s['steps']} steps" if s["steps"] is not None else f"{s['minutes']:g} min"
     first = results["arms"][0]
@@ -112,13 +113,30 @@ def write(study: Study, results: dict[str, Any], out: Path) -> dict[str, Path]:
                f"squared error of its target on {s['samples']} test images at each single t (the same images and noise "
                "every time), ± its standard error over the images. This study measures; it settles no claim.")
     else:
-        how = (f"Every arm: {recipe} with its own setting, {budget} of training per arm (× the arm's factor), {s['seeds']} "
-               f"seed(s); scored on {s['samples']} samples (seed 0, {first['sampler']} {first['sampling_steps']} steps, guidance "
-               f"w = {first['guidance']:g}) by {first['feature']} features against {first['reference']}.")
+        arms = results["arms"]
+        trained = (f"One model of {recipe}, {budget} of training, {s['seeds']} seed(s); every arm samples it its own way"
+                   if study.samples_one_model else
+                   f"Every arm: {recipe} with its own setting, {budget} of training per arm (× the arm's factor), "
+                   f"{s['seeds']} seed(s)")
+        # a setting every arm shares is said once; one the arms vary, each arm's name says
+
+        def shared(*keys: str) -> bool:
+            return all(a[key] == first[key] for a in arms for key in keys)
+
+        sampler = (f"{first['sampler']} {first['sampling_steps']} steps" if shared("sampler", "sampling_steps")
+                   else "the sampler and steps its name says")
+        guidance = f"guidance w = {first['guidance']:g}" if shared("guidance") else "the guidance its name says"
+        how = (f"{trained}; scored on {s['samples']} samples (seed 0, {sampler}, {guidance}) by {first['feature']} features against "
+               f"{first['reference']}.")
         if "nll" in first:
             how += (f" NLL: the variational bound in bits/dim on the first {first['nll']['images']} test images, a stratified "
                     f"estimate over {first['nll']['timesteps']} timesteps with the arm's own variance (the same images and "
                     "timesteps in every arm), ± its standard error over the images.")
+    return how
+
+
+def write(study: Study, results: dict[str, Any], out: Path) -> dict[str, Path]:
+    how = method(study, results)
     md = [f"# Study `{study.name}`", "", f"Claim: {study.claim} ({study.source}).", "", how, "",
           *table(results), "", *(["Claims:", *claim_sentences(study, results), ""] if study.claims else [])]
     paths = {"md": atomic_write_text(out / "study.md", "\n".join(md)),
