@@ -359,3 +359,22 @@ def test_the_guidance_study_report_draws_fidelity_against_fid(tmp_path):
     page = write_html(study, {"arms": arms}, tmp_path, ["table"]).read_text()
     assert "Fidelity against FID" in page and (tmp_path / "study-guidance.png").stat().st_size > 10_000
     assert "FID against network evaluations" not in page
+
+
+def test_the_samplers_study_report_draws_fid_against_evaluations_with_the_floor(tmp_path):
+    """A sampling study's report: FID against network evaluations, one line per sampler family, and the real-vs-real
+    floor as a band (the picture changes when the floor is given)."""
+    from ddpm.study.results import write_html
+
+    study = STUDIES["samplers"]
+    arms = [{"arm": a.name, "seed": 0, "family": a.family, "network_evaluations": dict(a.sampling)["steps"],
+             "sampling_s": 0.1 * dict(a.sampling)["steps"], "fid": {"value": 100.0 + i, "low": 90.0 + i, "high": 110.0 + i}}
+            for i, a in enumerate(study.arms)]
+    pictures = []
+    for floor in (None, {"value": 30.0, "low": 20.0, "high": 40.0, "num": 300}):
+        out = tmp_path / ("floor" if floor else "none")
+        (out / "arms").mkdir(parents=True)
+        page = write_html(study, {"arms": arms, **({"floor": floor} if floor else {})}, out, ["table"]).read_text()
+        assert "FID against network evaluations" in page and "Fidelity against FID" not in page
+        pictures.append((out / "study-fid.png").read_bytes())
+    assert len(pictures[0]) > 10_000 and pictures[0] != pictures[1]

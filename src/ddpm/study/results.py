@@ -176,7 +176,7 @@ def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) 
                      + _img(plots.plot_losses_over_training(stages, out / "study-losses.png")))
     if families:
         parts.append("<h2>FID against network evaluations per sample</h2>"
-                     + _img(plots.plot_fid_vs_evaluations(families, out / "study-fid.png")))
+                     + _img(plots.plot_fid_vs_evaluations(families, out / "study-fid.png", floor=results.get("floor"))))
     if guided:
         unguided = next((r for r in results["arms"] if r["seed"] == 0 and r.get("guidance") == 0
                          and not r.get("classifier_scale")), None)

@@ -2,6 +2,7 @@
 metrics against the number of sampling steps."""
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -107,15 +108,23 @@ def plot_loss_curves(runs: dict[str, Path], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def plot_fid_vs_evaluations(families: dict[str, list[tuple]], path: str | Path) -> Path:
+def plot_fid_vs_evaluations(families: dict[str, list[tuple]], path: str | Path, floor: dict[str, Any] | None = None) -> Path:
     """FID (with its 95% interval) against network evaluations per sample, one line per family of settings (a
-    sampler), and beside it the wall time of the sampling. ``families``: name → [(evaluations, fid, low, high, s)]."""
+    sampler), and beside it the wall time of the sampling. ``families``: name → [(evaluations, fid, low, high, s)];
+    ``floor``: the FID between two real sets of the samples' size ("value", "low", "high", "num"), drawn as a band."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for name, points in families.items():
+    # families can coincide (DDIM with η = 1 is ancestral DDPM with β̃): each its own line style and marker
+    for (name, points), style, marker in zip(families.items(), itertools.cycle(("-", "--", ":", "-.")),
+                                             itertools.cycle("os^vDP")):
         nfe, fid, low, high, seconds = (np.array(v, dtype=float) for v in zip(*sorted(points)))
-        axes[0].errorbar(nfe, fid, yerr=[fid - low, high - fid], marker="o", capsize=2, label=name)
-        axes[1].plot(nfe, seconds, marker="o", label=name)
+        axes[0].errorbar(nfe, fid, yerr=[fid - low, high - fid], marker=marker, linestyle=style, capsize=2, label=name,
+                         fillstyle="none")
+        axes[1].plot(nfe, seconds, marker=marker, linestyle=style, label=name, fillstyle="none")
+    if floor is not None:
+        axes[0].axhspan(floor["low"], floor["high"], color="grey", alpha=0.2)
+        axes[0].axhline(floor["value"], color="grey", linestyle="--", linewidth=1,
+                        label=f"floor: {floor['num']} real vs real")
     axes[0].set(xscale="log", yscale="log", xlabel="network evaluations per sample", ylabel="FID", title="FID (95% interval)")
     axes[1].set(xscale="log", yscale="log", xlabel="network evaluations per sample", ylabel="s", title="sampling wall time")
     for ax in axes:
