@@ -118,11 +118,11 @@ def method(study: Study, results: dict[str, Any]) -> str:
                    if study.samples_one_model else
                    f"Every arm: {recipe} with its own setting, {budget} of training per arm (× the arm's factor), "
                    f"{s['seeds']} seed(s)")
-        # a setting every arm shares is said once; one the arms vary, each arm's name says
 
         def shared(*keys: str) -> bool:
             return all(a[key] == first[key] for a in arms for key in keys)
 
+        # a setting every arm shares is said once; one the arms vary, each arm's name says
         sampler = (f"{first['sampler']} {first['sampling_steps']} steps" if shared("sampler", "sampling_steps")
                    else "the sampler and steps its name says")
         guidance = f"guidance w = {first['guidance']:g}" if shared("guidance") else "the guidance its name says"
