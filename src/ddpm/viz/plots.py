@@ -104,7 +104,8 @@ def plot_loss_curves(runs: dict[str, Path], path: str | Path) -> Path:
             ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1.2, label=name)
     ax.set(xlabel="step", ylabel="loss", yscale="log", title="training loss")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    if ax.lines:  # runs that logged nothing yet leave an empty plot, without a legend
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 
