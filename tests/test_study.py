@@ -237,6 +237,15 @@ def test_a_loss_study_trains_one_run_in_stages_and_measures_each_timestep(tmp_pa
     assert "| stage-6 | 12 |" in md and "settles no claim" in md and results["floor"] is None
 
 
+def test_a_loss_is_printed_to_two_significant_digits_of_its_error():
+    """The loss at t = 999 is ~1000× smaller than at t = 1: fixed decimals printed it as 0.0006 ± 0.0000."""
+    from ddpm.study.results import _loss
+
+    assert _loss({"value": 0.000612, "se": 0.0000123}) == "0.000612 ± 0.000012"
+    assert _loss({"value": 0.5307, "se": 0.0028}) == "0.5307 ± 0.0028"
+    assert _loss({"value": 12.3, "se": 0.25}) == "12.30 ± 0.25"
+
+
 def test_the_paired_nll_interval_covers_the_true_difference_at_its_level():
     """400 draws of 256 paired per-image bounds whose true mean difference is 0.05: the 95% interval covers it in
     95% ± 3 binomial errors of the draws; with the z or the √n broken it covers far more or far less."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,14 @@ def _nll(entry: dict | None) -> str:
     return "" if entry is None else f"{entry['value']:.3f} ± {entry['se']:.3f}"
 
 
+def _loss(entry: dict) -> str:
+    """A value ± its standard error, to the decimals that give the error two significant digits (a loss of 6e-4 at
+    t = 999 and one of 0.53 at t = 1 in one table)."""
+    se = entry["se"]
+    decimals = max(0, 1 - math.floor(math.log10(se))) if se > 0 else 4
+    return f"{entry['value']:.{decimals}f} ± {se:.{decimals}f}"
+
+
 def by_arm(results: dict[str, Any]) -> dict[str, list[dict]]:
     arms: dict[str, list[dict]] = {}
     for r in results["arms"]:
@@ -42,7 +51,7 @@ def loss_table(results: dict[str, Any]) -> list[str]:
     for arm, runs in by_arm(results).items():
         r = runs[0]
         rows.append(f"| {arm} | {r['steps']} | {r['train_minutes']:.1f} | "
-                    + " | ".join(f"{r['losses'][t]['value']:.4f} ± {r['losses'][t]['se']:.4f}" for t in times) + " |")
+                    + " | ".join(_loss(r["losses"][t]) for t in times) + " |")
     return rows
 
 
