@@ -235,6 +235,13 @@ def test_a_loss_study_trains_one_run_in_stages_and_measures_each_timestep(tmp_pa
     assert all(list(r["losses"]) == [str(t) for t in times] and r["losses"]["500"]["num"] == 16 for r in results["arms"])
     md = (out / "study.md").read_text()
     assert "| stage-6 | 12 |" in md and "settles no claim" in md and results["floor"] is None
+    # each stage's change is paired over the same images: the mean and standard error of the per-image differences
+    before, after = (np.array(results["arms"][k]["losses"]["500"]["per_image"]) for k in (0, 1))
+    change = after - before
+    mean, se = change.mean(), change.std(ddof=1) / len(change) ** 0.5
+    row = next(line for line in md.splitlines() if line.startswith("| stage-1 → stage-2 |")).split(" | ")
+    shown_mean, shown_se = (float(x) for x in row[1 + times.index(500)].split(" ± "))
+    assert shown_mean == pytest.approx(mean, abs=se / 10) and shown_se == pytest.approx(se, rel=0.05)
 
 
 def test_a_loss_is_printed_to_two_significant_digits_of_its_error():

@@ -52,6 +52,17 @@ def loss_table(results: dict[str, Any]) -> list[str]:
         r = runs[0]
         rows.append(f"| {arm} | {r['steps']} | {r['train_minutes']:.1f} | "
                     + " | ".join(_loss(r["losses"][t]) for t in times) + " |")
+    stages = [runs[0] for runs in by_arm(results).values()]
+    if all("per_image" in entry for r in stages for entry in r["losses"].values()):  # (older studies kept no images)
+        rows += ["", "Change from the previous stage, paired over the same images and noise (mean ± standard error of "
+                 "the per-image differences):", "",
+                 "| stage | " + " | ".join(f"t = {t}" for t in times) + " |", "|" + "---|" * (1 + len(times))]
+        for before, after in zip(stages, stages[1:]):
+            cells = []
+            for t in times:
+                change = np.subtract(after["losses"][t]["per_image"], before["losses"][t]["per_image"])
+                cells.append(_loss({"value": change.mean(), "se": change.std(ddof=1) / len(change) ** 0.5}))
+            rows.append(f"| {before['arm']} → {after['arm']} | " + " | ".join(cells) + " |")
     return rows
 
 

@@ -160,7 +160,7 @@ class Scorer:
     def losses(self, run: Path, device, times: tuple[int, ...]) -> dict[str, Any]:
         """The held-out L_simple of the model in ``run`` (EMA weights) at each single timestep t: the squared error of
         its mean output on ``samples`` test images, the same images and noise for every t and every stage, its mean
-        and standard error over the images."""
+        and standard error over the images, and each image's (``per_image``, for the stages' paired changes)."""
         from ..generate import model_cond
         from ..objectives import training_loss
 
@@ -178,7 +178,8 @@ class Scorer:
                 t = min(t, schedule.num_timesteps - 1)
                 mse = training_loss(model, schedule, x0, prediction=config.diffusion.prediction, variance=config.diffusion.variance,
                                     t=torch.full((len(x0),), t, device=device), noise=noise, cond=cond)["mse"].double().cpu()
-                losses[str(t)] = {"value": mse.mean().item(), "se": (mse.std() / len(mse) ** 0.5).item(), "num": len(mse)}
+                losses[str(t)] = {"value": mse.mean().item(), "se": (mse.std() / len(mse) ** 0.5).item(), "num": len(mse),
+                                  "per_image": mse.tolist()}  # the stages' changes are paired over the images
         return {"losses": losses, "checkpoint_step": step, "network_evaluations": 0, "sampling_s": 0.0}
 
     def floor(self) -> dict[str, Any]:
