@@ -13,7 +13,7 @@ import numpy as np
 
 from ..io import atomic_write_text
 from .catalog import Study
-from .stats import difference, paired_difference
+from .stats import difference, paired_difference, paired_mean_se
 
 
 def _share(entry: dict | None) -> str:
@@ -48,21 +48,18 @@ def loss_table(results: dict[str, Any]) -> list[str]:
     times = list(results["arms"][0]["losses"])
     rows = ["| stage | steps | train min | " + " | ".join(f"loss at t = {t}" for t in times) + " |",
             "|" + "---|" * (3 + len(times))]
-    for arm, runs in by_arm(results).items():
-        r = runs[0]
-        rows.append(f"| {arm} | {r['steps']} | {r['train_minutes']:.1f} | "
-                    + " | ".join(_loss(r["losses"][t]) for t in times) + " |")
     stages = [runs[0] for runs in by_arm(results).values()]
+    for r in stages:
+        rows.append(f"| {r['arm']} | {r['steps']} | {r['train_minutes']:.1f} | "
+                    + " | ".join(_loss(r["losses"][t]) for t in times) + " |")
     if all("per_image" in entry for r in stages for entry in r["losses"].values()):  # (older studies kept no images)
         rows += ["", "Change from the previous stage, paired over the same images and noise (mean ± standard error of "
                  "the per-image differences):", "",
                  "| stage | " + " | ".join(f"t = {t}" for t in times) + " |", "|" + "---|" * (1 + len(times))]
         for before, after in zip(stages, stages[1:]):
-            cells = []
-            for t in times:
-                change = np.subtract(after["losses"][t]["per_image"], before["losses"][t]["per_image"])
-                cells.append(_loss({"value": change.mean(), "se": change.std(ddof=1) / len(change) ** 0.5}))
-            rows.append(f"| {before['arm']} → {after['arm']} | " + " | ".join(cells) + " |")
+            changes = (paired_mean_se(after["losses"][t]["per_image"], before["losses"][t]["per_image"]) for t in times)
+            rows.append(f"| {before['arm']} → {after['arm']} | "
+                        + " | ".join(_loss({"value": mean, "se": se}) for mean, se in changes) + " |")
     return rows
 
 

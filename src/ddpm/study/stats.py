@@ -64,10 +64,16 @@ def difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     return float(d.mean()), float(np.quantile(d, tail)), float(np.quantile(d, 1 - tail))
 
 
+def paired_mean_se(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(mean, standard error) of a − b over items paired by index (the same test images, noise and timestep draws
+    scored by two models, or by one model at two stages of training)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d)))
+
+
 def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """(mean, low, high) of the mean of a − b over items paired by index (two models' NLL bounds of the same test
     images with the same timestep draws): the normal 95% interval, mean ± 1.96 standard errors of the differences."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    mean, se = paired_mean_se(a, b)
     z = 1.959963984540054  # the standard normal's 97.5% quantile (LEVEL = 0.95)
-    half = z * d.std(ddof=1) / np.sqrt(len(d))
-    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+    return mean, mean - z * se, mean + z * se
