@@ -283,10 +283,13 @@ def test_a_study_of_likelihood_scores_every_arm_s_nll_with_its_error_and_claims(
     assert main(["study", "variance", "--out", str(out), "--steps", "3", "--samples", "20", "--nll-images", "24", *TINY]) == 0
     md = (out / "study.md").read_text()
     assert "NLL bits/dim ± se (24 test images, 100 t)" in md
-    for arm in ("fixed_small", "fixed_large", "learned_range"):
+    for arm in ("fixed_small", "fixed_large", "learned_range", "learned_range-vlb"):
         row = next(line for line in md.splitlines() if line.startswith(f"| {arm} |"))
         assert row.count("±") == 3  # NLL, confident, asked
     assert md.count("beats fixed_small in NLL\": NLL difference") == 1 and "the same 24 test images" in md
+    assert md.count("\"learned_range-vlb beats learned_range in NLL\": NLL difference") == 1
+    vlb = json.loads((out / "arms" / "learned_range-vlb-s0" / "config.json").read_text())
+    assert (vlb["diffusion"]["loss"], vlb["train"]["timestep_sampler"]) == ("vlb", "loss_aware")
     results = json.loads((out / "study.json").read_text())
     arm = next(r for r in results["arms"] if r["arm"] == "learned_range")
     assert arm["nll"]["variance"] == "learned_range" and len(arm["nll"]["per_image"]) == 24
