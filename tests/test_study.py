@@ -244,6 +244,30 @@ def test_a_loss_study_trains_one_run_in_stages_and_measures_each_timestep(tmp_pa
     assert shown_mean == pytest.approx(mean, abs=se / 10) and shown_se == pytest.approx(se, rel=0.05)
 
 
+def test_a_budget_curve_is_one_run_per_recipe_scored_after_each_stage(tmp_path, capsys):
+    """--only a late stage trains and scores the stages before it first, on the recipe's one run; a stage whose run
+    has already trained past it (its score lost) is refused, not scored as the later model."""
+    out = tmp_path / "budget"
+    args = ["study", "budget", "--out", str(out), "--steps", "2", "--samples", "20", "--nll-images", "8", *TINY,
+            "--set", "model.attention_resolutions=[]"]  # (the mnist preset's attends at 7×7, which TINY's U-Net lacks)
+    assert main([*args, "--only", "mnist-demo-15min"]) == 0
+    assert "mnist-demo-5min first" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "arms").iterdir() if (p / "checkpoints").is_dir()) == ["mnist-demo-s0"]
+    scored = {name: json.loads((out / "arms" / f"{name}-s0" / "study-result.json").read_text())
+              for name in ("mnist-demo-5min", "mnist-demo-15min")}
+    assert [(r["steps"], r["checkpoint_step"]) for r in scored.values()] == [(2, 2), (6, 6)]
+    assert scored["mnist-demo-5min"]["fid"]["value"] != scored["mnist-demo-15min"]["fid"]["value"]
+    assert main(args) == 0  # the other stages, then the table
+    assert sorted(p.name for p in (out / "arms").iterdir() if (p / "checkpoints").is_dir()) == ["mnist-demo-s0", "mnist-s0"]
+    results = json.loads((out / "study.json").read_text())
+    assert [(r["arm"], r["steps"]) for r in results["arms"][4:]] == [("mnist-5min", 2), ("mnist-15min", 6),
+                                                                    ("mnist-30min", 12), ("mnist-60min", 24)]
+    assert "the arms of a recipe are the stages of its run" in (out / "study.md").read_text()
+    (out / "arms" / "mnist-demo-5min-s0" / "study-result.json").unlink()
+    assert main([*args, "--only", "mnist-demo-5min"]) == 2
+    assert "the run has trained further already" in capsys.readouterr().err  # (the trainer's refusal)
+
+
 def test_a_loss_is_printed_to_two_significant_digits_of_its_error():
     """The loss at t = 999 is ~1000× smaller than at t = 1: fixed decimals printed it as 0.0006 ± 0.0000."""
     from ddpm.study.results import _loss

@@ -61,9 +61,12 @@ def cmd_study(args: argparse.Namespace) -> int:
                  + labelled_overrides(study, dataset, args.data_dir) + args.set)
     feature = "inception" if args.inception or dataset not in DOMAIN_OF else "domain"
     nll = args.nll or study.nll
-    if nll and study.one_model:
+    if nll and study.samples_one_model:
         raise DdpmError(f"study {study.name!r} scores one model in every arm, whose NLL the arms do not change; "
                         "score it once with ddpm eval RUN --nll")
+    if nll and study.loss_times:
+        raise DdpmError(f"study {study.name!r} scores held-out losses at single t, not samples or NLL; "
+                        "score its run with ddpm eval RUN --nll")
     minutes = None if args.steps else (args.minutes or study.minutes)
     settings = StudySettings(study.name, minutes, args.steps, args.seeds, args.samples or study.default_samples(minutes),
                              tuple(overrides), feature, nll, args.nll_images)

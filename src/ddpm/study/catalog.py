@@ -49,8 +49,12 @@ class Study:
     base: tuple[str, ...] = field(default=())  # overrides of every arm
     samples: int | None = None  # the default number of samples scored per arm (None: the command's)
     memorisation: bool = False  # also measure how close samples come to their arm's training images
-    # a study of the loss at these single timesteps over training: its arms are stages of one run, each trained to
-    # its share of the budget (budget_factor) and scored by the held-out loss at each t instead of samples
+    # the arms of one family are stages of one run, listed in training order: each trains the run on to its share of
+    # the budget (budget_factor) and scores it (the model after 5 min of a 60-min run is the 5-min model: the learning
+    # rate does not depend on the budget), so a budget curve costs its longest arm, not the sum of its arms
+    staged: bool = False
+    # a staged study of the loss at these single timesteps: each stage is scored by the held-out loss at each t
+    # instead of samples
     loss_times: tuple[int, ...] = ()
     needs_labels: bool = False  # a study of class conditioning cannot run on unlabelled data
     nll: bool = False  # also score every arm's NLL bound in bits/dim (``ddpm study --nll`` asks it of any study)
@@ -61,10 +65,20 @@ class Study:
         """A sampling study: one model trained once, its arms only sample it differently."""
         return bool(self.arms) and all(arm.sampling for arm in self.arms)
 
-    @property
-    def one_model(self) -> bool:
-        """Whether all arms (of a seed) share one run: a sampling study, or the stages of a loss study."""
-        return self.samples_one_model or bool(self.loss_times)
+    def run_name(self, arm: Arm, seed: int) -> str:
+        """The run directory under OUT/arms/ that trains ``arm``: its own, or one per seed in a sampling study, or one
+        per family and seed in a staged study."""
+        if self.samples_one_model or (self.staged and not arm.family):
+            return f"model-s{seed}"
+        return f"{arm.family if self.staged else arm.name}-s{seed}"
+
+    def stages_before(self, name: str) -> list[Arm]:
+        """The arms a staged study's arm ``name`` trains on from: those of its family listed before it."""
+        arm = self.arm(name)
+        if not self.staged:
+            return []
+        family = [a for a in self.arms if a.family == arm.family]
+        return family[:family.index(arm)]
 
     def default_samples(self, minutes: float | None) -> int:
         """Samples scored per arm when --samples is not given: the study's count at its default budget, and fewer in
@@ -143,14 +157,14 @@ STAGES = 6
 STUDIES.update({s.name: s for s in (
     Study("loss-per-timestep", "the loss at single timesteps shows what training has learned, and when, better than the "
           "training loss, whose random t makes it noisy", "the write-ups (their proposed measure)",
-          tuple(Arm(f"stage-{k}", budget_factor=k / STAGES) for k in range(1, STAGES + 1)), minutes=20,
+          tuple(Arm(f"stage-{k}", budget_factor=k / STAGES) for k in range(1, STAGES + 1)), minutes=20, staged=True,
           loss_times=(1, 50, 200, 500, 800, 999)),
     Study("budget", "quality against compute: what 5, 15, 30 and 60 CPU-minutes buy with the demo recipe and the mnist "
           "preset (the curve to plan a run by)", "this project",
           tuple(Arm(f"{preset}-{5 * factor}min", budget_factor=factor, preset=preset, family=preset)
                 for preset in ("mnist-demo", "mnist") for factor in (1, 3, 6, 12)),
           minutes=5, claims=(("mnist-demo-60min", "mnist-demo-5min"), ("mnist-60min", "mnist-5min"),
-                             ("mnist-60min", "mnist-5min", "nll")), nll=True),
+                             ("mnist-60min", "mnist-5min", "nll")), nll=True, staged=True),
     Study("samplers", "naive step skipping is very disappointing, DDIM divides the steps by 5, and under 500 steps DDIM "
           "beats DDPM (above, DDPM wins)", "the write-ups; Song et al. 2021 (DDIM); Lu et al. 2022 (DPM-Solver++)",
           _sampler_arms(), minutes=20, samples=300,
@@ -187,6 +201,11 @@ def describe() -> str:
             classifier = f" and its noise-aware classifier up to {s.minutes:g} min" if s.needs_classifier else ""
             lines.append(f"    default budget: one model trained {s.minutes:g} min on a 2-core CPU{classifier}, then every arm scored on "
                          f"{s.default_samples(None)} samples ({sum(dict(a.sampling).get('steps', 50) for a in s.arms)} sampling steps in all)")
+        elif s.staged:
+            longest = {a.family: a.budget_factor * s.minutes for a in s.arms}  # (the last stage of each run)
+            lines.append(f"    default budget: {len(longest)} runs trained {' and '.join(f'{m:g}' for m in longest.values())} min "
+                         f"on a 2-core CPU ({sum(longest.values()):g} min in all), scored after each stage on "
+                         f"{s.default_samples(None)} samples" + (" and its NLL bound" if s.nll else ""))
         else:
             lines.append(f"    default budget: {s.minutes:g} min of training per arm on a 2-core CPU "
                          f"({sum(a.budget_factor for a in s.arms) * s.minutes:g} min in all), then every arm scored on "

@@ -133,6 +133,8 @@ def method(study: Study, results: dict[str, Any]) -> str:
         arms = results["arms"]
         trained = (f"One model of {recipe}, {budget} of training, {s['seeds']} seed(s); every arm samples it its own way"
                    if study.samples_one_model else
+                   f"One run per recipe ({recipe}), {s['seeds']} seed(s), scored after {budget} × each arm's factor of "
+                   "training: the arms of a recipe are the stages of its run" if study.staged else
                    f"Every arm: {recipe} with its own setting, {budget} of training per arm (× the arm's factor), "
                    f"{s['seeds']} seed(s)")
 
@@ -182,7 +184,7 @@ def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) 
         if r.get("family") and r["seed"] == 0:
             if study.trade_off:
                 guided.setdefault(r["family"], []).append(r)
-            elif study.one_model:
+            elif study.samples_one_model:
                 families.setdefault(r["family"], []).append((r["network_evaluations"], r["fid"]["value"], r["fid"]["low"],
                                                              r["fid"]["high"], r["sampling_s"]))
             else:
@@ -203,7 +205,7 @@ def write_html(study: Study, results: dict[str, Any], out: Path, md: list[str]) 
     if trained:
         parts.append("<h2>Quality against training time</h2>"
                      + _img(plots.plot_quality_vs_training(trained, out / "study-budget.png")))
-    runs = sorted({f"model-s{r['seed']}" if study.one_model else f"{r['arm']}-s{r['seed']}" for r in results["arms"]})
+    runs = sorted({study.run_name(study.arm(r["arm"]), r["seed"]) for r in results["arms"]})
     parts.append("<h2>Training loss</h2>" + _img(plots.plot_loss_curves({name: out / "arms" / name for name in runs},
                                                                         out / "study-loss.png")))
     style = "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto}figure{display:inline-block;margin:4px}" \

@@ -90,12 +90,12 @@ def run_arm(study: Study, arm_name: str, seed: int, settings: StudySettings, out
     if result_path.is_file():
         return json.loads(result_path.read_text())
     # a sampling study trains its one model once per seed; every other study one model per arm
-    run = out / "arms" / (f"model-s{seed}" if study.one_model else f"{arm_name}-s{seed}")
+    run = out / "arms" / study.run_name(arm, seed)
     config = arm_config(study, arm_name, settings, seed)
     resuming = run.exists() and bool(list_checkpoints(run))
     log(f"study {study.name}: arm {arm_name} (seed {seed}) {'continues' if resuming else 'trains'} {run}")
-    # a loss study's stage trains the shared run further (a resume may change the budget); others keep its config
-    keep = None if resuming and not study.loss_times else config
+    # a stage trains its family's run further (a resume may change the budget); others keep the run's config
+    keep = None if resuming and not study.staged else config
     trainer = Trainer(keep, run, device, resume=resuming, force=not resuming and run.exists(), quiet=True)
     summary = trainer.run()
     log(f"study {study.name}: arm {arm_name} (seed {seed}) trained {summary['steps']} steps; scoring it")
@@ -266,7 +266,12 @@ def run_study(study: Study, out: Path, settings: StudySettings, *, device, only:
     settings.check_against(out)  # (the CLI has checked the data's labels: ``labelled_overrides``)
     dataset = arm_config(study, study.arms[0].name, settings, 0).data.dataset
     scorer = Scorer(dataset, settings.samples, settings.feature, device, data_dir)
-    wanted = [a.name for a in study.arms if not only or a.name in only]
+    wanted = {a.name for a in study.arms if not only or a.name in only}
+    earlier = {a.name for name in wanted for a in study.stages_before(name)} - wanted
+    if earlier:  # a stage trains its run on from the stage before: those are trained and scored first
+        log(f"study {study.name}: {', '.join(a.name for a in study.arms if a.name in earlier)} first, the earlier stages "
+            f"of the same run(s)")
+    wanted = [a.name for a in study.arms if a.name in wanted | earlier]
     results = {}
     for name in wanted:
         for seed in range(settings.seeds):
