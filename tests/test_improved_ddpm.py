@@ -164,6 +164,36 @@ def test_loss_aware_sampler_is_uniform_until_warm_then_favours_high_loss_and_sta
         TimestepSampler("loss_aware", T + 1).load_state_dict(sampler.state_dict())
 
 
+def test_the_training_log_under_importance_sampled_t_estimates_the_uniform_t_means():
+    """A run with loss_aware t logs what a uniform run would: its loss, L_t and per-tenth means are weighted by
+    1/(T p_t). t drawn ∝ t + 1 from T = 100 with a 'loss' equal to t: the unweighted mean is E_p[t] = 66, the uniform
+    one 49.5 (bucket 0: 6 against 4.5); the weighted means hit the uniform ones within Z standard errors."""
+    from ddpm.train.trainer import LogWindow
+
+    T, n = 100, 40_000
+    p = torch.arange(1, T + 1, dtype=torch.float64) / (T * (T + 1) / 2)
+    t = torch.multinomial(p, n, replacement=True, generator=torch.Generator().manual_seed(0))
+    weights = 1.0 / (T * p[t])
+    window = LogWindow()
+    for part in range(0, n, 1000):  # 40 steps of a batch of 1000
+        chunk = slice(part, part + 1000)
+        f = t[chunk].double()
+        window.add(f, t[chunk], T, vlb=2 * f, importance=weights[chunk])
+    log = window.summary(window.started + 1)
+
+    def se(mask):  # of the self-normalised estimate Σwf/Σw (delta method)
+        w, f = weights[mask], t[mask].double()
+        return ((w ** 2 * (f - (w * f).sum() / w.sum()) ** 2).sum().sqrt() / w.sum()).item()
+
+    everything, first = torch.ones(n, dtype=torch.bool), t < 10
+    assert abs(log["loss"] - 49.5) < Z * se(everything) < 66 - 49.5
+    assert abs(log["vlb_loss"] - 99.0) < 2 * Z * se(everything)
+    assert abs(log["loss_per_bucket"][0] - 4.5) < Z * se(first) < 6 - 4.5
+    uniform = LogWindow()  # without weights the window is the plain mean
+    uniform.add(t[:1000].double(), t[:1000], T)
+    assert uniform.summary(uniform.started + 1)["loss"] == pytest.approx(t[:1000].double().mean().item(), rel=1e-12)
+
+
 # -- sampling ---------------------------------------------------------------------------------------------
 def test_learned_range_at_the_beta_tilde_end_samples_exactly_like_fixed_small():
     s = NoiseSchedule.from_name("cosine", 200)

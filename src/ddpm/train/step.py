@@ -44,7 +44,8 @@ class StepResult:
     its scale). Per example (detached) [B]: ``plain``, the plain loss (a denoiser's squared error, comparable between
     runs whatever their objective; a classifier's cross-entropy), ``loss``, the objective that was minimised
     (``objectives.training_loss``), ``t``, the timesteps, ``vlb``, the VLB terms L_t in bits/dim (None for
-    L_simple), and for a classifier ``correct`` (1.0 where its most likely class was the label)."""
+    L_simple), for a classifier ``correct`` (1.0 where its most likely class was the label), and with importance-sampled
+    timesteps ``weights``, each example's 1/(T p_t) (None for uniform t)."""
 
     applied: bool
     reason: str | None
@@ -53,6 +54,7 @@ class StepResult:
     t: torch.Tensor
     vlb: torch.Tensor | None = None
     correct: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
 
 
 def _condition(y: torch.Tensor | None, context: torch.Tensor | None, keep: torch.Tensor | None, chunk: slice) -> dict | None:
@@ -91,7 +93,7 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
     else:
         t_steps, weights = timestep_sampler.sample(size, x.device, noise_gen)
     noise = torch.randn((size, *x.shape[1:]), device=x.device, dtype=x.dtype, generator=noise_gen)
-    t_all = t_steps  # the global batch's, for the importance sampler's history (the same on every rank)
+    t_all, weights_all = t_steps, weights  # the global batch's (the same on every rank): the sampler's history, the log
     t_steps, noise, weights = t_steps[part], noise[part], None if weights is None else weights[part]
     dtype = AUTOCAST_DTYPES.get(t.precision)
     d = config.diffusion
@@ -118,7 +120,7 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
     gathered = {k: distributed.gather_rows(torch.cat([o[k].detach() for o in outs]), size) if finite else
                 torch.cat([o[k].detach() for o in outs]) for k in ("plain", "loss", "t", "vlb", "correct") if k in outs[0]}
     result = StepResult(False, "non-finite", gathered["plain"], gathered["loss"], gathered["t"], gathered.get("vlb"),
-                        gathered.get("correct"))
+                        gathered.get("correct"), None if weights is None else weights_all)
     if not finite:
         optimizer.zero_grad(set_to_none=True)
         return result

@@ -79,42 +79,51 @@ class LogWindow:
     same per tenth of the timestep range, images/s; when the objective is weighted (Min-SNR), ``weighted_loss``, the
     objective itself; with a VLB objective ``vlb_loss`` (the mean L_t in bits/dim, T times it estimates the bound's
     sum) and the same per tenth of the timestep range, ``vlb_per_bucket``; for a classifier ``accuracy`` on its
-    training batches and the same per tenth, ``accuracy_per_bucket``."""
+    training batches and the same per tenth, ``accuracy_per_bucket``. With importance-sampled t every mean is weighted
+    by the examples' 1/(T p_t) (a self-normalised importance estimate): it estimates the mean over uniform t that
+    the other runs log, where the plain mean would follow the sampler to the timesteps of large L_t."""
 
     def __init__(self):
         self.started = time.time()
-        self.steps, self.images, self.loss_sum, self.weighted_sum = 0, 0, 0.0, None
+        self.steps, self.images, self.weighted_sum = 0, 0, None
         self.bucket_sum = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
-        self.bucket_n = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
+        self.bucket_n = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)  # the examples' summed weights (1 each)
         self.per_bucket: dict[str, torch.Tensor] = {}  # vlb, correct: sums per bucket, when the step reports them
 
     def add(self, plain: torch.Tensor, t: torch.Tensor, num_timesteps: int, weighted: torch.Tensor | None = None,
-            vlb: torch.Tensor | None = None, correct: torch.Tensor | None = None) -> None:
+            vlb: torch.Tensor | None = None, correct: torch.Tensor | None = None,
+            importance: torch.Tensor | None = None) -> None:
         """plain [B] and t [B] of one step; ``weighted`` [B], the weighted objective, when it differs from plain;
-        ``vlb`` [B], the VLB terms L_t, when the objective computes them; ``correct`` [B] for a classifier."""
+        ``vlb`` [B], the VLB terms L_t, when the objective computes them; ``correct`` [B] for a classifier;
+        ``importance`` [B], the examples' 1/(T p_t) when t was importance-sampled."""
         plain = plain.double().cpu()
+        w = torch.ones_like(plain) if importance is None else importance.double().cpu()
         buckets = (t.cpu() * NUM_LOSS_BUCKETS // num_timesteps).clamp(max=NUM_LOSS_BUCKETS - 1)
-        self.bucket_sum.index_add_(0, buckets, plain)
-        self.bucket_n.index_add_(0, buckets, torch.ones_like(plain))
-        self.steps, self.images, self.loss_sum = self.steps + 1, self.images + len(plain), self.loss_sum + plain.mean().item()
+        self.bucket_sum.index_add_(0, buckets, w * plain)
+        self.bucket_n.index_add_(0, buckets, w)
+        self.steps, self.images = self.steps + 1, self.images + len(plain)
         if weighted is not None:
             self.weighted_sum = (self.weighted_sum or 0.0) + weighted.double().mean().item()
         for name, values in (("vlb", vlb), ("accuracy", correct)):
             if values is not None:
                 sums = self.per_bucket.setdefault(name, torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64))
-                sums.index_add_(0, buckets, values.double().cpu())
+                sums.index_add_(0, buckets, w * values.double().cpu())
 
     def summary(self, now: float) -> dict[str, Any]:
         steps = max(self.steps, 1)
         def per_bucket(sums: torch.Tensor) -> list[float | None]:
             return [(s / n if n else None) for s, n in zip(sums.tolist(), self.bucket_n.tolist())]
 
-        out = {"loss": self.loss_sum / steps, "images_per_s": self.images / max(now - self.started, 1e-9),
+        def overall(sums: torch.Tensor) -> float:
+            total = self.bucket_n.sum().item()
+            return sums.sum().item() / total if total else 0.0
+
+        out = {"loss": overall(self.bucket_sum), "images_per_s": self.images / max(now - self.started, 1e-9),
                "loss_per_bucket": per_bucket(self.bucket_sum)}
         if self.weighted_sum is not None:
             out["weighted_loss"] = self.weighted_sum / steps
         for name, sums in self.per_bucket.items():  # vlb_loss (the mean L_t), accuracy: over the window's examples
-            out["vlb_loss" if name == "vlb" else name] = (sums.sum() / self.bucket_n.sum().clamp(min=1)).item()
+            out["vlb_loss" if name == "vlb" else name] = overall(sums)
             out[f"{name}_per_bucket"] = per_bucket(sums)
         return out
 
@@ -347,7 +356,8 @@ class Trainer:
                 bad_in_a_row = 0
                 self.step += 1
                 weighted = result.loss if self.config.diffusion.min_snr_gamma is not None else None
-                window.add(result.plain, result.t, self.config.diffusion.num_timesteps, weighted, result.vlb, result.correct)
+                window.add(result.plain, result.t, self.config.diffusion.num_timesteps, weighted, result.vlb, result.correct,
+                           result.weights)
                 self._advance_bar()
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     window = self._log(log, window, skipped)
