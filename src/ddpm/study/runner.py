@@ -89,7 +89,7 @@ def run_arm(study: Study, arm_name: str, seed: int, settings: StudySettings, out
     result_path = out / "arms" / f"{arm_name}-s{seed}" / RESULT_FILE
     if result_path.is_file():
         return json.loads(result_path.read_text())
-    # a sampling study trains its one model once per seed; every other study one model per arm
+    # one model per arm, or per seed in a sampling study, or per recipe and seed in a staged study (Study.run_name)
     run = out / "arms" / study.run_name(arm, seed)
     config = arm_config(study, arm_name, settings, seed)
     resuming = run.exists() and bool(list_checkpoints(run))

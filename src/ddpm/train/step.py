@@ -120,7 +120,7 @@ def train_step(model: torch.nn.Module, ema: torch.nn.Module, optimizer: torch.op
     gathered = {k: distributed.gather_rows(torch.cat([o[k].detach() for o in outs]), size) if finite else
                 torch.cat([o[k].detach() for o in outs]) for k in ("plain", "loss", "t", "vlb", "correct") if k in outs[0]}
     result = StepResult(False, "non-finite", gathered["plain"], gathered["loss"], gathered["t"], gathered.get("vlb"),
-                        gathered.get("correct"), None if weights is None else weights_all)
+                        gathered.get("correct"), weights_all)
     if not finite:
         optimizer.zero_grad(set_to_none=True)
         return result
