@@ -20,7 +20,6 @@ from ddpm.schedules import NoiseSchedule
 from ddpm.train import Trainer
 from ddpm.train.step import train_step
 from helpers import sklearn_digits, tiny_config
-from stats import Z
 
 CPU = torch.device("cpu")
 

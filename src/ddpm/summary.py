@@ -34,7 +34,7 @@ def write_summary(run_dir: Path, config: RunConfig, summary: dict[str, Any]) -> 
         + (f", classifier-free guidance w = {s.guidance:g}" if config.classes_shown() and s.guidance else "")
         + (", one class per column" if config.classes_shown() else "")
         + f", in {summary.get('sampling_s', float('nan')):.1f} s",
-        f"- report: report.html" + (f", written in {summary['report_s']:.1f} s" if "report_s" in summary else ""),
+        "- report: report.html" + (f", written in {summary['report_s']:.1f} s" if "report_s" in summary else ""),
         f"- total wall time: {summary.get('total_s', summary['elapsed_s']) / 60:.1f} min"
         + (f" ({summary['total_counts']})" if "total_counts" in summary else ""),
         f"- machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
