@@ -87,7 +87,7 @@ class LogWindow:
         self.started = time.time()
         self.steps, self.images, self.weighted_sum = 0, 0, None
         self.bucket_sum = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)
-        self.bucket_n = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)  # the examples' summed weights (1 each)
+        self.bucket_weight = torch.zeros(NUM_LOSS_BUCKETS, dtype=torch.float64)  # summed example weights (1 each: a count)
         self.per_bucket: dict[str, torch.Tensor] = {}  # vlb, correct: sums per bucket, when the step reports them
 
     def add(self, plain: torch.Tensor, t: torch.Tensor, num_timesteps: int, weighted: torch.Tensor | None = None,
@@ -100,7 +100,7 @@ class LogWindow:
         w = torch.ones_like(plain) if importance is None else importance.double().cpu()
         buckets = (t.cpu() * NUM_LOSS_BUCKETS // num_timesteps).clamp(max=NUM_LOSS_BUCKETS - 1)
         self.bucket_sum.index_add_(0, buckets, w * plain)
-        self.bucket_n.index_add_(0, buckets, w)
+        self.bucket_weight.index_add_(0, buckets, w)
         self.steps, self.images = self.steps + 1, self.images + len(plain)
         if weighted is not None:
             self.weighted_sum = (self.weighted_sum or 0.0) + weighted.double().mean().item()
@@ -112,10 +112,10 @@ class LogWindow:
     def summary(self, now: float) -> dict[str, Any]:
         steps = max(self.steps, 1)
         def per_bucket(sums: torch.Tensor) -> list[float | None]:
-            return [(s / n if n else None) for s, n in zip(sums.tolist(), self.bucket_n.tolist())]
+            return [(s / n if n else None) for s, n in zip(sums.tolist(), self.bucket_weight.tolist())]
 
         def overall(sums: torch.Tensor) -> float:
-            total = self.bucket_n.sum().item()
+            total = self.bucket_weight.sum().item()
             return sums.sum().item() / total if total else 0.0
 
         out = {"loss": overall(self.bucket_sum), "images_per_s": self.images / max(now - self.started, 1e-9),
