@@ -173,6 +173,27 @@ def test_real_mnist_bundle():
     assert train.labels.bincount().argmax() == 1 and test.labels.bincount().tolist()[:3] == [980, 1135, 1032]
 
 
+def write_mnist_bundle(path, seed: int, n: int = 4):
+    """The mnist.pkl.gz layout: ((train), (validation), (test)), float32 k/256 images [N, 784], int64 labels."""
+    rng = np.random.default_rng(seed)
+    split = lambda: (rng.integers(0, 256, (n, 784)).astype(np.float32) / 256, rng.integers(0, 10, n))
+    path.write_bytes(gzip.compress(pickle.dumps((split(), split(), split()), protocol=2)))
+
+
+def test_the_mnist_bundle_is_parsed_once_per_version_and_every_reader_gets_its_own_copy(tmp_path):
+    from ddpm.data.formats import read_mnist_bundle
+
+    path = tmp_path / "mnist.pkl.gz"
+    write_mnist_bundle(path, seed=0)
+    first = read_mnist_bundle(path)
+    first["train"][0][:] = 0  # a reader writing into its arrays ...
+    second = read_mnist_bundle(path)
+    assert second["train"][0].any() and second["train"][0].shape == (8, 1, 28, 28)  # ... changes no other reader's
+    write_mnist_bundle(path, seed=1, n=5)  # a new version of the file (another size and time) is read anew
+    os.utime(path, ns=(1, 1))
+    assert read_mnist_bundle(path)["test"][0].shape == (5, 1, 28, 28)
+
+
 def test_limit_is_a_fixed_random_subset():
     a = load_dataset("mnist", split="test", limit=1500, seed=3)
     b = load_dataset("mnist", split="test", limit=1500, seed=3)

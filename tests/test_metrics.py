@@ -9,7 +9,7 @@ import torch
 
 from ddpm.errors import DdpmError
 from ddpm.losses import discretized_gaussian_log_likelihood, normal_kl
-from ddpm.metrics.frechet import FeatureStats, frechet_distance
+from ddpm.metrics.frechet import FeatureStats, ResampledFrechet, frechet_distance
 from ddpm.metrics.inception_score import inception_score
 from ddpm.metrics.nll import vlb_terms
 from ddpm.schedules import NoiseSchedule
@@ -65,6 +65,29 @@ def test_stats_round_trip_and_mismatches(tmp_path):
         frechet_distance(s, stats(np.zeros(4), np.eye(4), feature="g"))
     with pytest.raises(DdpmError, match="FID needs at least 2"):
         FeatureStats.from_features(np.zeros((1, 4)), "f")
+
+
+@pytest.mark.parametrize("n, dim", [(40, 64), (300, 16)])  # fewer rows than dimensions (the Gram path), and more
+def test_the_fid_of_a_resample_by_counts_is_the_fid_of_the_resampled_rows(n, dim):
+    """ResampledFrechet (the bootstrap's fast FID) against ``frechet_distance`` of the rows repeated as counted:
+    the set itself, and multinomial draws whose zero counts drop rows."""
+    rng = np.random.default_rng(4)
+    mix = rng.normal(size=(dim, dim)) / dim ** 0.5
+    features = rng.normal(size=(n, dim)) @ mix + rng.normal(size=dim)  # correlated, off-centre
+    reference = FeatureStats.from_features(rng.normal(size=(500, dim)) @ (mix + 0.3 * np.eye(dim)), "f", "reference")
+    fid = ResampledFrechet(features, reference)
+    # with n < D the covariance is singular: its zero eigenvalues carry round-off δ ≈ 1e-16·λ_max, which a square
+    # root turns into √δ each (see the test above); with n > D both agree to round-off
+    tolerance = dim * np.sqrt(1e-15 * np.linalg.eigvalsh(reference.sigma).max()) if n < dim else 0
+    assert fid() == pytest.approx(frechet_distance(FeatureStats.from_features(features, "f"), reference), rel=1e-9, abs=tolerance)
+    for _ in range(3):
+        rows = rng.integers(0, n, n)
+        counts = np.bincount(rows, minlength=n)
+        assert (counts == 0).any()
+        expected = frechet_distance(FeatureStats.from_features(features[rows], "f"), reference)
+        assert fid(counts) == pytest.approx(expected, rel=1e-9, abs=tolerance)
+    with pytest.raises(DdpmError, match=f"cannot be compared with the {dim}-d features of reference"):
+        ResampledFrechet(features[:, :-1], reference)
 
 
 # -- Inception Score ----------------------------------------------------------------------------------

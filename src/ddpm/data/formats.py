@@ -1,6 +1,7 @@
 """Readers of the official dataset file formats. Each returns uint8 images [N, C, H, W] and int64 labels [N]."""
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import pickle
@@ -61,15 +62,27 @@ def safe_unpickle(data: bytes, path: Path, encoding: str = "latin1"):
 
 
 def read_mnist_bundle(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """The mnist.pkl.gz bundle: ((train), (validation), (test)), images float32 k/256 of shape [N, 784]."""
+    """The mnist.pkl.gz bundle: ((train), (validation), (test)), images float32 k/256 of shape [N, 784] → uint8
+    images [N, 1, 28, 28] and int64 labels per split (train = train + validation). Parsed once per process and
+    version of the file (a study or a test session reads it many times, 2–3 s each); every call gets its own copies."""
+    try:
+        stat = path.stat()
+    except OSError as e:
+        raise DdpmError(f"cannot read {path}: {e}") from None
+    parsed = _parse_mnist_bundle(path, stat.st_mtime_ns, stat.st_size)
+    return {split: (images.copy(), labels.copy()) for split, (images, labels) in parsed.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _parse_mnist_bundle(path: Path, mtime_ns: int, size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     parts = safe_unpickle(_read_bytes(path), path)
     try:
         (xtr, ytr), (xva, yva), (xte, yte) = parts
     except (TypeError, ValueError):
         raise DdpmError(f"{path} is not an MNIST bundle (expected three (images, labels) pairs)") from None
 
-    def to_uint8(x: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint(np.asarray(x, dtype=np.float64) * 256), 0, 255).astype(np.uint8).reshape(-1, 1, 28, 28)
+    def to_uint8(x: np.ndarray) -> np.ndarray:  # ×256 is exact in float32 (a power of two), so no float64 is needed
+        return np.clip(np.rint(np.asarray(x, dtype=np.float32) * 256), 0, 255).astype(np.uint8).reshape(-1, 1, 28, 28)
 
     return {
         "train": (np.concatenate([to_uint8(xtr), to_uint8(xva)]), np.concatenate([ytr, yva]).astype(np.int64)),

@@ -72,6 +72,12 @@ def _sqrt_psd(a: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
+def _fid(mean_difference: np.ndarray, trace_a: float, trace_b: float, cross_eigenvalues: np.ndarray) -> float:
+    """‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 Σ √λ, λ the eigenvalues of Σ₁^½ Σ₂ Σ₁^½ (or of any matrix sharing its nonzero ones)."""
+    trace_sqrt = np.sqrt(np.clip(cross_eigenvalues, 0, None)).sum()
+    return float(mean_difference @ mean_difference + trace_a + trace_b - 2 * trace_sqrt)
+
+
 def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     """Fréchet distance between N(μ_a, Σ_a) and N(μ_b, Σ_b); refuses statistics of different features."""
     if a.mu.shape != b.mu.shape:
@@ -81,6 +87,40 @@ def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
         raise DdpmError(f"cannot compare statistics of different feature extractors: {a.feature} and {b.feature}")
     root_a = _sqrt_psd(a.sigma)
     cross = np.linalg.eigvalsh(root_a @ b.sigma @ root_a)
-    trace_sqrt = np.sqrt(np.clip(cross, 0, None)).sum()
-    diff = a.mu - b.mu
-    return float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2 * trace_sqrt)
+    return _fid(a.mu - b.mu, np.trace(a.sigma), np.trace(b.sigma), cross)
+
+
+class ResampledFrechet:
+    """FID against a reference of one feature set [n, D] taken with multiplicities: fast, for a bootstrap.
+
+    A set drawn from the n rows x_i with multiplicities c_i (Σ c_i = n; all 1 for the set itself, a multinomial
+    draw for a bootstrap resample) has μ = Σ c_i x_i / n and Σ = AᵀA over the rows a_i = √(c_i/(n−1)) (x_i − μ),
+    exactly ``np.cov`` of the n rows with their repeats. With Σ_r^½ computed once and the rows mapped once,
+    z_i = Σ_r^½ x_i, Σ_r^½ Σ Σ_r^½ = BᵀB with b_i = √(c_i/(n−1)) (z_i − Σ_r^½ μ), whose nonzero eigenvalues are
+    those of the k × k Gram matrix BBᵀ over the k rows with c_i > 0: a draw costs one symmetric eigendecomposition
+    of size min(k, D) — for 1000 Inception features (D = 2048) about 630 — instead of ``frechet_distance``'s two
+    of size D and a covariance.
+    """
+
+    def __init__(self, features: np.ndarray, reference: FeatureStats):
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or len(x) < 2 or x.shape[1] != len(reference.mu):
+            raise DdpmError(f"features of shape {x.shape} cannot be compared with the {len(reference.mu)}-d features of "
+                            f"{reference.source or reference.feature} (expected [N ≥ 2, {len(reference.mu)}])")
+        self.reference, self.x = reference, x
+        self.root = _sqrt_psd(reference.sigma)
+        self.z = x @ self.root
+        self.reference_trace = float(np.trace(reference.sigma))
+
+    def __call__(self, counts: np.ndarray | None = None) -> float:
+        """FID of the rows taken ``counts`` [n] times each (default: once each, the set itself; Σ counts = n)."""
+        n = len(self.x)
+        c = np.ones(n) if counts is None else np.asarray(counts, dtype=np.float64)
+        kept = c > 0
+        x, z, c = self.x[kept], self.z[kept], c[kept]
+        weights = np.sqrt(c / (n - 1))[:, None]
+        mu = c @ x / n
+        a = weights * (x - mu)
+        b = weights * (z - mu @ self.root)
+        gram = b @ b.T if len(b) < b.shape[1] else b.T @ b
+        return _fid(mu - self.reference.mu, float(np.einsum("ij,ij->", a, a)), self.reference_trace, np.linalg.eigvalsh(gram))

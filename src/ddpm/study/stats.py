@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics.frechet import FeatureStats, frechet_distance
+from ..metrics.frechet import FeatureStats, ResampledFrechet
 
 
 BOOTSTRAP_DRAWS = 200
@@ -42,15 +42,11 @@ class BootstrappedFID:
 
 def bootstrap_fid(features: np.ndarray, reference: FeatureStats, *, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> BootstrappedFID:
     """FID of features [n, D] against ``reference``, with its re-centred bootstrap interval over the n rows."""
-    features = np.asarray(features, dtype=np.float64)
-    n = len(features)
-
-    def fid(rows: np.ndarray) -> float:
-        return frechet_distance(FeatureStats.from_features(rows, reference.feature), reference)
-
+    fid = ResampledFrechet(features, reference)
+    n = len(fid.x)
     rng = np.random.default_rng(seed)
-    value = fid(features)
-    values = np.array([fid(features[rng.integers(0, n, n)]) for _ in range(draws)])
+    value = fid()
+    values = np.array([fid(np.bincount(rng.integers(0, n, n), minlength=n)) for _ in range(draws)])
     values += value - values.mean()  # re-centred: the resampling's own upward bias removed
     tail = (1 - LEVEL) / 2
     return BootstrappedFID(value, float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)), values, n)
