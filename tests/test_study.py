@@ -293,6 +293,55 @@ def test_the_paired_nll_interval_covers_the_true_difference_at_its_level():
     assert abs(covered / 400 - 0.95) < 3 * (0.95 * 0.05 / 400) ** 0.5
 
 
+def test_the_interval_across_three_seeds_covers_the_true_difference_at_its_level():
+    """2000 studies of 3 seeds whose per-seed FID differences scatter around −5: the t-interval (t₂ = 4.30) covers −5
+    in 95% ± 3 binomial errors of them; the normal quantile 1.96 would cover about 80%."""
+    from ddpm.study.stats import across_seeds
+
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(2000):
+        worse = rng.normal(150, 10, 3)  # the seeds' own level, common to both arms (same data order)
+        mean, low, high = across_seeds(worse - 5 + rng.normal(0, 4, 3), worse)
+        covered += low <= -5 <= high
+    assert abs(covered / 2000 - 0.95) < 3 * (0.95 * 0.05 / 2000) ** 0.5
+
+
+def test_with_several_seeds_a_claim_needs_the_seeds_to_agree_as_well_as_the_samples(capsys):
+    """Three seeds per arm, each FID with a narrow bootstrap: cosine beats linear by about 20 in every seed (settled);
+    cosine beats sigmoid by −8, +9, −7 (the seed-averaged draws alone would call −2 settled; the seeds do not)."""
+    from ddpm.study.results import claim_sentences, table
+
+    rng = np.random.default_rng(0)
+
+    def run(arm, seed, fid):
+        draws = fid + rng.normal(0, 0.5, 200)
+        draws += fid - draws.mean()
+        return {"arm": arm, "seed": seed, "steps": 4, "train_minutes": 0.1, "network_evaluations": 10, "sampling_s": 1.0,
+                "fid": {"value": fid, "low": fid - 1, "high": fid + 1, "num": 1000, "draws": draws.tolist()}}
+
+    fids = {"cosine": [100, 101, 99], "linear": [118, 123, 119], "sigmoid": [108, 92, 106]}
+    results = {"settings": {"steps": 4, "minutes": None, "seeds": 3, "samples": 1000},
+               "arms": [run(arm, seed, fid) for arm, values in fids.items() for seed, fid in enumerate(values)],
+               "floor": {"value": 5.0, "low": 4.0, "high": 6.0, "num": 1000}}
+    linear, sigmoid = claim_sentences(STUDIES["schedules"], results)
+    # per-seed differences −18, −22, −20: sd 2, so −20 ± t₂ · 2 / √3 = −20 ± 4.30 · 1.155
+    assert "FID difference -20.0 over 3 seeds (95% interval across the seeds -25.0 … -15.0" in linear
+    assert linear.endswith("the claim holds here: the difference exceeds the noise.")
+    assert "over 3 seeds" in sigmoid and "the sampling noise alone -2.8 … -1.3" in sigmoid  # excludes 0 by itself
+    assert sigmoid.endswith("is not settled at this sample size, budget and number of seeds: an interval includes 0.")
+    row = next(line for line in table(results) if line.startswith("| linear |"))
+    assert "| 120.0 ± 2.6 |" in row  # the spread across seeds beside seed 0's interval
+
+
+def test_each_seed_of_an_arm_is_its_own_run_differing_only_in_its_seed(tmp_path):
+    out = tmp_path / "schedules"
+    assert main(["study", "schedules", "--out", str(out), "--steps", "2", "--samples", "10", "--seeds", "2",
+                 "--only", "cosine", *TINY]) == 0
+    configs = [json.loads((out / "arms" / f"cosine-s{seed}" / "study-result.json").read_text())["config"] for seed in (0, 1)]
+    assert configs[0]["train"].pop("seed") == 0 and configs[1]["train"].pop("seed") == 1 and configs[0] == configs[1]
+
+
 def test_a_smaller_budget_scores_fewer_samples_in_proportion():
     study = STUDIES["schedules"]  # 15 min and 1000 samples by default
     assert study.default_samples(None) == study.default_samples(15) == study.default_samples(60) == 1000

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..io import atomic_write_text
 from .catalog import Study
-from .stats import difference, paired_difference, paired_mean_se
+from .stats import across_seeds, difference, paired_difference, paired_mean_se
 
 
 def _share(entry: dict | None) -> str:
@@ -69,19 +69,24 @@ def table(results: dict[str, Any]) -> list[str]:
         return loss_table(results)
     seeds = results["settings"]["seeds"]
     nll = next((r["nll"] for r in results["arms"] if "nll" in r), None)
-    nll_head = [f"NLL bits/dim ± se ({nll['images']} test images, {nll['timesteps']} t)"] if nll else []
+    nll_head = ([f"NLL bits/dim ± se ({nll['images']} test images, {nll['timesteps']} t)"]
+                + (["NLL over seeds (mean ± sd)"] if seeds > 1 else [])) if nll else []
     head = ["arm", "steps", "train min", f"FID [95% bootstrap], n = {results['settings']['samples']}",
             *(["FID over seeds (mean ± sd)"] if seeds > 1 else []), *nll_head, "confident", "asked class", "net evals",
             "sampling s"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def spread(values: list[float], digits: int) -> str:
+        return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
     for arm, runs in by_arm(results).items():
         first = runs[0]
-        spread = []
-        if seeds > 1:
-            values = np.array([r["fid"]["value"] for r in runs])
-            spread = [f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"]
-        rows.append("| " + " | ".join([arm, str(first["steps"]), f"{first['train_minutes']:.1f}", _fid(first["fid"]), *spread,
-                                        *([_nll(first.get("nll"))] if nll else []), _share(first.get("confident")), _share(first.get("asked")),
+        fid_seeds = [spread([r["fid"]["value"] for r in runs], 1)] if seeds > 1 else []
+        nll_cells = [_nll(first.get("nll"))] if nll else []
+        if nll and seeds > 1:
+            nll_cells.append(spread([r["nll"]["value"] for r in runs], 3) if "nll" in first else "")
+        rows.append("| " + " | ".join([arm, str(first["steps"]), f"{first['train_minutes']:.1f}", _fid(first["fid"]), *fid_seeds,
+                                        *nll_cells, _share(first.get("confident")), _share(first.get("asked")),
                                         str(first["network_evaluations"]), f"{first['sampling_s']:.0f}"]) + " |")
     floor = results["floor"]
     rows.append(f"| floor: {floor['num']} real training images | | | {_fid(floor)} |" + " |" * (len(head) - 4))
@@ -96,25 +101,39 @@ def table(results: dict[str, Any]) -> list[str]:
 def claim_sentences(study: Study, results: dict[str, Any]) -> list[str]:
     """One sentence per claim (better, worse[, "nll"]): the FID difference with its 95% bootstrap interval (seed-averaged
     draws with several seeds), or the NLL difference with its 95% interval over the same test images, and whether it
-    exceeds the noise at this n."""
+    exceeds the noise at this n. With K ≥ 2 seeds also the 95% t-interval of the per-seed differences (the training
+    runs' own noise, ``stats.across_seeds``): the claim is settled only when both intervals exclude 0 on one side."""
     arms = by_arm(results)
     n = results["settings"]["samples"]
     sentences = []
     for better, worse, *metric in study.claims:
+        runs = {name: sorted(arms[name], key=lambda r: r["seed"]) for name in (better, worse)}
         if metric == ["nll"]:
-            if "nll" not in arms[better][0]:
+            if "nll" not in runs[better][0]:
                 continue  # a study run without its NLL (an older directory) settles only its FID claims
-            per_image = {name: np.mean([r["nll"]["per_image"] for r in arms[name]], axis=0) for name in (better, worse)}
+            per_image = {name: np.mean([r["nll"]["per_image"] for r in runs[name]], axis=0) for name in runs}
             mean, low, high = paired_difference(per_image[better], per_image[worse])
-            what = (f"NLL difference {mean:+.3f} bits/dim (95% interval {low:+.3f} … {high:+.3f}, the same "
-                    f"{len(per_image[better])} test images)")
+            unit, digits, noise, basis = " bits/dim", 3, "the test images' noise", f"the same {len(per_image[better])} test images"
+            per_seed = {name: [r["nll"]["value"] for r in runs[name]] for name in runs}
         else:
-            draws = {name: np.mean([r["fid"]["draws"] for r in arms[name]], axis=0) for name in (better, worse)}
+            draws = {name: np.mean([r["fid"]["draws"] for r in runs[name]], axis=0) for name in runs}
             mean, low, high = difference(draws[better], draws[worse])
-            what = f"FID difference {mean:+.1f} (95% interval {low:+.1f} … {high:+.1f}, n = {n} samples per arm)"
-        verdict = ("holds here: the difference exceeds the noise" if high < 0 else
-                   "is contradicted here: the difference exceeds the noise the other way" if low > 0 else
-                   "is not settled at this sample size and budget: the interval includes 0")
+            unit, digits, noise, basis = "", 1, "the sampling noise", f"n = {n} samples per arm"
+            per_seed = {name: [r["fid"]["value"] for r in runs[name]] for name in runs}
+        kind = "NLL" if metric else "FID"
+        intervals = [(low, high)]
+        if len(per_seed[better]) > 1:
+            mean, seed_low, seed_high = across_seeds(per_seed[better], per_seed[worse])
+            intervals.append((seed_low, seed_high))
+            what = (f"{kind} difference {mean:+.{digits}f}{unit} over {len(per_seed[better])} seeds (95% interval across "
+                    f"the seeds {seed_low:+.{digits}f} … {seed_high:+.{digits}f}; {noise} alone {low:+.{digits}f} … "
+                    f"{high:+.{digits}f}, {basis})")
+        else:
+            what = f"{kind} difference {mean:+.{digits}f}{unit} (95% interval {low:+.{digits}f} … {high:+.{digits}f}, {basis})"
+        verdict = ("holds here: the difference exceeds the noise" if all(h < 0 for _, h in intervals) else
+                   "is contradicted here: the difference exceeds the noise the other way" if all(lo > 0 for lo, _ in intervals) else
+                   "is not settled at this sample size and budget: the interval includes 0" if len(intervals) == 1 else
+                   "is not settled at this sample size, budget and number of seeds: an interval includes 0")
         sentences.append(f"- \"{better} beats {worse}{' in NLL' if metric else ''}\": {what} — the claim {verdict}.")
     return sentences
 

@@ -11,12 +11,17 @@ reference: what a perfect model would score at this n. Two arms differ significa
 of the difference of their bootstrapped FIDs excludes 0. The bootstrap is paired: every arm resamples the same
 indices (one seed), and sample i of every arm shares its noise and label, so the difference's interval is narrower
 than the two intervals side by side suggest.
+
+With several training seeds the bootstrap still measures only the sampling noise of the trained models; how much a
+difference moves from one training run to the next is the spread of the per-seed differences (``across_seeds``: a
+t-interval over the K paired seeds). A study then calls a claim settled only when both intervals exclude 0.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.stats
 
 from ..metrics.frechet import FeatureStats, ResampledFrechet
 
@@ -73,3 +78,13 @@ def paired_difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float
     mean, se = paired_mean_se(a, b)
     z = 1.959963984540054  # the standard normal's 97.5% quantile (LEVEL = 0.95)
     return mean, mean - z * se, mean + z * se
+
+
+def across_seeds(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high) of a − b over K ≥ 2 training seeds paired by index (arm a's and arm b's run of seed k share
+    their data order and evaluation noise): mean ± t_{K−1} · sd / √K, the 95% Student interval, wide for small K
+    as it should be (t_1 = 12.7 for two seeds)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    k = len(d)
+    half = scipy.stats.t.ppf(1 - (1 - LEVEL) / 2, k - 1) * d.std(ddof=1) / np.sqrt(k)
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
