@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.stats
 
 from ..metrics.frechet import FeatureStats, ResampledFrechet
 
@@ -84,6 +83,8 @@ def across_seeds(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
     """(mean, low, high) of a − b over K ≥ 2 training seeds paired by index (arm a's and arm b's run of seed k share
     their data order and evaluation noise): mean ± t_{K−1} · sd / √K, the 95% Student interval, wide for small K
     as it should be (t_1 = 12.7 for two seeds)."""
+    import scipy.stats  # 0.7 s of import, which every `ddpm` command would pay at start-up (the CLI imports ddpm.study)
+
     d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     k = len(d)
     half = scipy.stats.t.ppf(1 - (1 - LEVEL) / 2, k - 1) * d.std(ddof=1) / np.sqrt(k)
