@@ -5,7 +5,7 @@ import signal
 import subprocess
 import sys
 import time
-
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -389,6 +389,18 @@ def test_a_directory_written_before_a_setting_existed_reads_it_at_its_default(st
         assert table_numbers(study_dir) == before
     finally:
         settings_file.write_text(json.dumps(saved))
+
+
+def test_the_classifier_gets_the_study_budget_but_never_more_than_its_recipe():
+    """--steps N trains the classifier N steps up to the recipe's own, --minutes M trains the recipe's steps or M minutes."""
+    from ddpm.config import CLASSIFIER_TRAINING
+    from ddpm.study.runner import classifier_budget
+
+    recipe = CLASSIFIER_TRAINING["steps"]
+    settings = StudySettings("guidance", None, 2, 1, 10, (), "domain")
+    assert classifier_budget(settings) == ["train.steps=2"]
+    assert classifier_budget(replace(settings, steps=2 * recipe)) == [f"train.steps={recipe}"]
+    assert classifier_budget(replace(settings, steps=None, minutes=20.0)) == [f"train.steps={recipe}", "train.max_minutes=20.0"]
 
 
 def test_the_guidance_study_trains_a_classifier_once_and_its_arms_sample_with_it(tmp_path):
