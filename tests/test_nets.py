@@ -119,6 +119,22 @@ def test_mlp_interface():
     assert torch.equal(flat(x, torch.tensor([1, 1, 1])), flat(x, torch.tensor([9, 9, 9])))
 
 
+def test_mlp_input_skip_adds_a_learned_gain_times_x_t_to_the_prediction_channels_only():
+    """out = f(h) + g·x on the first C channels: with f's last layer at its zero init and g's bias 0.7, out is 0.7·x
+    there and 0 on the learned-variance channels; without input_skip, 0 everywhere."""
+    x = torch.randn(3, 1, 8, 8)
+    net = MLP(MLPConfig(image_size=8, in_channels=1, hidden=32, depth=2), out_channels=2)
+    with torch.no_grad():
+        net.skip_gain.bias.fill_(0.7)
+    out = net(x, torch.tensor([1, 500, 999]))
+    assert out.shape == (3, 2, 8, 8)
+    torch.testing.assert_close(out[:, :1], 0.7 * x)
+    assert torch.equal(out[:, 1:], torch.zeros_like(x))
+    plain = MLP(MLPConfig(image_size=8, in_channels=1, hidden=32, depth=2, input_skip=False))
+    assert plain.skip_gain is None
+    assert torch.equal(plain(x, torch.tensor([1, 1, 1])), torch.zeros_like(x))
+
+
 def test_build_denoiser_rejects_unknown_options():
     with pytest.raises(ValueError, match="unknown model option\\(s\\) width for unet"):
         build_denoiser("unet", width=3)
