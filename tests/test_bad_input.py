@@ -152,6 +152,22 @@ def test_resume_refuses_another_networks_optimizer_state_in_an_older_checkpoint(
     assert snapshot(run) == before
 
 
+def test_weights_that_do_not_fit_are_named():
+    """Weights of another version of a network (the MLP before its input skip; a U-Net of other widths): one sentence
+    naming the missing, unexpected and misshapen parameters."""
+    from ddpm.models import load_into
+    from ddpm.nets import MLP, MLPConfig
+
+    old = MLP(MLPConfig(image_size=8, hidden=32, depth=2, input_skip=False)).state_dict()
+    with pytest.raises(DdpmError, match=r"^run: weights do not fit the model its config describes \(missing skip_gain.weight, "
+                                        r"skip_gain.bias; was it written by another version of ddpm\?\)$"):
+        load_into(MLP(MLPConfig(image_size=8, hidden=32, depth=2)), old, "run")
+    with pytest.raises(DdpmError, match=r"\(unexpected skip_gain.weight, skip_gain.bias; shape input.weight \[16, 64\] for "
+                                        r"\[32, 64\], input.bias \[16\] for \[32\], .* and 14 more;"):
+        load_into(MLP(MLPConfig(image_size=8, hidden=32, depth=2, input_skip=False)),
+                  MLP(MLPConfig(image_size=8, hidden=16, depth=2)).state_dict(), "run")
+
+
 def test_resume_refuses_data_that_changed(tmp_path):
     Trainer(tiny_config(train={"steps": 2}), tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True).run()
     with pytest.raises(DdpmError, match="data order covers 64 images but the dataset now has 80"):

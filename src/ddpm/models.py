@@ -30,8 +30,25 @@ def load_into(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: 
     """Load ``weights`` into ``model``, or say in one sentence that they belong to another architecture."""
     try:
         model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise DdpmError(f"{source}: weights do not fit the model its config describes ({str(e).splitlines()[0]})") from None
+    except RuntimeError:
+        raise DdpmError(f"{source}: weights do not fit the model its config describes ({weight_mismatch(model, weights)}; "
+                        "was it written by another version of ddpm?)") from None
+
+
+def weight_mismatch(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> str:
+    """What differs between ``model``'s parameters and ``weights``: missing and unexpected names, then shapes."""
+    expected = model.state_dict()
+
+    def names(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    shapes = [f"{k} {list(weights[k].shape)} for {list(v.shape)}" for k, v in expected.items()
+              if k in weights and weights[k].shape != v.shape]
+    parts = ([f"missing {names(missing)}"] if missing else []) + ([f"unexpected {names(unexpected)}"] if unexpected else []) \
+        + ([f"shape {names(shapes)}"] if shapes else [])
+    return "; ".join(parts) or "the weights do not load"
 
 
 def load_model(checkpoint: str | Path, *, use_ema: bool = True, device: str | torch.device = "cpu", kind: str = "denoiser"):
