@@ -46,8 +46,8 @@ def weight_mismatch(model: torch.nn.Module, weights: dict[str, torch.Tensor]) ->
     unexpected = [k for k in weights if k not in expected]
     shapes = [f"{k} {list(weights[k].shape)} for {list(v.shape)}" for k, v in expected.items()
               if k in weights and weights[k].shape != v.shape]
-    parts = ([f"missing {names(missing)}"] if missing else []) + ([f"unexpected {names(unexpected)}"] if unexpected else []) \
-        + ([f"shape {names(shapes)}"] if shapes else [])
+    parts = [f"{kind} {names(keys)}" for kind, keys in (("missing", missing), ("unexpected", unexpected), ("shape", shapes))
+             if keys]
     return "; ".join(parts) or "the weights do not load"
 
 

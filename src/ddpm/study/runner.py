@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..config import RunConfig
+from ..config import CLASSIFIER_TRAINING, RunConfig, classifier_config
 from ..data import load_dataset
 from ..errors import DdpmError
 from ..generate import generate, labels_for
@@ -116,7 +116,6 @@ def train_classifier(model_run: Path, out: Path, settings: StudySettings, seed: 
     per seed into DIR/arms/classifier-sSEED with the study's budget (``classifier_budget``); a killed study resumes it
     like an arm."""
     from ..checkpoint import list_checkpoints, load_config
-    from ..config import classifier_config
     from ..train import Trainer
 
     run = out / "arms" / f"classifier-s{seed}"
@@ -133,8 +132,6 @@ def train_classifier(model_run: Path, out: Path, settings: StudySettings, seed: 
 def classifier_budget(settings: StudySettings) -> list[str]:
     """The classifier's train.* overrides: the study's budget, never beyond the recipe's own steps (more would
     change the recipe, not the budget: --steps 6250 standing in for 20 minutes gives the classifier its 3000)."""
-    from ..config import CLASSIFIER_TRAINING
-
     steps = CLASSIFIER_TRAINING["steps"]
     if settings.steps is not None:
         return [f"train.steps={min(settings.steps, steps)}"]
