@@ -122,16 +122,42 @@ def test_eval_end_to_end_on_a_tiny_run(image_sets, tmp_path, capsys, monkeypatch
     assert main(["eval", str(run), "--num", "12", "--sampler", "ddim", "--steps", "2,4", "--fid", "--domain", "--nll", "--nll-images", "3",
                  "--reference", str(image_sets / "a.npz")]) == 0
     table = capsys.readouterr().out
-    assert "FID" in table and "domain FID" in table and "NLL bits/dim" in table and "class histogram (4 steps)" in table
+    assert "FID [95% bootstrap]" in table and "domain FID" in table and "NLL bits/dim" in table and "class histogram (4 steps)" in table
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if r.get("kind") == "eval"]
     assert [r["steps"] for r in evals] == [2, 4]
     for r in evals:
         assert r["sampler"] == "ddim" and r["num"] == 12 and r["checkpoint_step"] == 3 and r["fid"] > 0 and r["domain_fid"] > 0
+        # every FID with its bootstrap interval over the 12 samples, which holds the value of the whole set
+        assert r["fid_low"] < r["fid"] < r["fid_high"] and r["domain_fid_low"] < r["domain_fid"] < r["domain_fid_high"]
+        assert r["fid_draws"] == r["domain_fid_draws"] == 200
         assert 1 <= r["domain_is"] <= 10 and sum(r["class_histogram"]) == 12 and r["fid_reference_images"] == N
         assert np.isfinite(r["nll_bpd"]) and r["nll_bpd"] > 0 and len(r["nll_terms_bpd"]) == 50 and r["nll_images"] == 3
+    # without the interval, the same samples score the same FID (the bootstrap leaves the value alone)
+    same = ["--num", "12", "--sampler", "ddim", "--steps", "4", "--domain", "--reference", str(image_sets / "a.npz")]
+    assert main(["eval", str(run), *same, "--no-log", "--bootstrap-draws", "0"]) == 0
+    assert "[" not in capsys.readouterr().out.splitlines()[2]
+    assert main(["eval", str(run), *same, "--bootstrap-draws", "0"]) == 0
+    bare = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "domain_fid_low" not in bare and bare["domain_fid"] == pytest.approx(evals[1]["domain_fid"], rel=1e-9)
     # bad options end in one sentence
+    assert main(["eval", str(run), "--bootstrap-draws", "-1", "--no-log"]) == 2
+    assert "--bootstrap-draws" in capsys.readouterr().err
     assert main(["eval", str(run), "--steps", "ten", "--no-log"]) == 2
     assert "--steps must be positive integers" in capsys.readouterr().err
     assert main(["eval", str(run), "--steps", "99", "--fid", "--num", "2", "--reference", str(image_sets / "a.npz")]) == 2
     assert "sample.steps must be in 1..50" in capsys.readouterr().err
+
+
+def test_eval_table_shows_each_number_with_its_uncertainty():
+    from ddpm.evaluate import table_cells
+
+    row = {"sampler": "ddpm", "steps": 50, "num": 1000, "fid": 12.345, "fid_low": 10.0, "fid_high": 15.25,
+           "domain_asked": 0.96, "domain_asked_se": 0.0062, "nll_bpd": 1.2345, "nll_bpd_stderr": 0.0101,
+           "domain_is": 9.5, "domain_is_std": 0.04}
+    head, cells = table_cells([row])
+    shown = dict(zip(head, cells))
+    assert shown["FID [95% bootstrap]"] == "12.35 [10.00, 15.25]" and shown["asked class"] == "96.0% ± 0.6"
+    assert shown["NLL bits/dim"] == "1.234 ± 0.010" and shown["domain IS"] == "9.50 ± 0.04"
+    # a number whose row has no uncertainty (an older log, --bootstrap-draws 0) is shown alone
+    assert table_cells([{"fid": 12.345}])[1] == ["12.35"]

@@ -155,6 +155,9 @@ def _eval_parsers(sub) -> None:
                    help="estimate the bound's sum over T steps from this many stratified ones (with its standard "
                         "error); default: all T, exact")
     p.add_argument("--reference", help="reference set: DATASET:SPLIT, an image folder or a statistics .npz (default: the run's dataset, test split)")
+    p.add_argument("--bootstrap-draws", type=flag(int, NON_NEGATIVE), default=200, metavar="B",
+                   help="resamples of the samples behind each FID's 95%% interval (0: none; at 10k Inception features "
+                        "about 1.5 s each on a 2-core CPU)")
     p.add_argument("--no-log", action="store_true", help="do not append the results to the run's metrics.jsonl")
 
     p = sub.add_parser("fid", help="FID between two image sets", formatter_class=FMT, parents=[shared_flags("device")],
@@ -410,7 +413,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                             classifier=classifier, classifier_scale=scale, context=args.context,
                             batch_size=args.batch_size, use_ema=not args.no_ema, fid=fid, domain=domain, nll=nll,
                             nll_images=args.nll_images, nll_variance=args.nll_variance, nll_timesteps=args.nll_timesteps,
-                            reference=args.reference)
+                            reference=args.reference, bootstrap_draws=args.bootstrap_draws)
     rows = evaluate(args.run, settings, device=pick_device(args.device), bar=_bar, log=not args.no_log)
     if distributed.world().is_main:
         print(format_table(rows))

@@ -49,23 +49,37 @@ class EvalSettings:
     nll_variance: str | None = None  # None: the model's own (diffusion.variance); a fixed one may replace it
     nll_timesteps: int | None = None  # None: the exact sum over all T steps; K: the stratified estimate of K
     reference: str | None = None  # DATASET:SPLIT, folder or stats file; default: the run's dataset, test split
+    bootstrap_draws: int = 200  # resamples of the samples' features behind each FID's 95% interval; 0: no interval
 
 
 # The one definition of an evaluation table (``ddpm eval`` prints it, the report draws it as HTML):
-# (row key, heading, format).
+# (row key, heading, format). A number is shown with its uncertainty where the row has one (UNCERTAINTY).
 EVAL_COLUMNS = [("sampler", "sampler", "{}"), ("steps", "steps", "{}"), ("guidance", "w", "{:g}"),
                 ("classifier_scale", "clf s", "{:g}"), ("num", "samples", "{}"),
-                ("fid", "FID", "{:.2f}"), ("domain_fid", "domain FID", "{:.3f}"), ("domain_is", "domain IS", "{:.2f}"),
-                ("domain_confident", "confident", "{:.1%}"),
+                ("fid", "FID [95% bootstrap]", "{:.2f}"), ("domain_fid", "domain FID [95% bootstrap]", "{:.3f}"),
+                ("domain_is", "domain IS", "{:.2f}"), ("domain_confident", "confident", "{:.1%}"),
                 ("domain_asked", "asked class", "{:.1%}"), ("nll_bpd", "NLL bits/dim", "{:.3f}"),
                 ("checkpoint_step", "ckpt step", "{}"), ("wall_s", "wall s", "{:.0f}")]
+# key: (low, high) keys of its 95% interval, or the key of its standard error (shown ± in the key's format)
+UNCERTAINTY = {"fid": ("fid_low", "fid_high"), "domain_fid": ("domain_fid_low", "domain_fid_high"),
+               "domain_is": "domain_is_std", "domain_asked": "domain_asked_se", "nll_bpd": "nll_bpd_stderr"}
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    if row.get(key) is None:
+        return ""
+    spread = UNCERTAINTY.get(key)
+    if isinstance(spread, tuple) and all(row.get(k) is not None for k in spread):
+        return f"{fmt.format(row[key])} [{fmt.format(row[spread[0]])}, {fmt.format(row[spread[1]])}]"
+    if isinstance(spread, str) and row.get(spread) is not None:
+        return f"{fmt.format(row[key])} ± {fmt.format(row[spread]).rstrip('%')}"
+    return fmt.format(row[key])
 
 
 def table_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
     """The heading row and one row of strings per evaluation (columns that no row has are left out)."""
     cols = [c for c in EVAL_COLUMNS if any(r.get(c[0]) is not None for r in rows)]
-    return [[name for _, name, _ in cols]] + [[fmt.format(r[k]) if r.get(k) is not None else "" for k, _, fmt in cols]
-                                              for r in rows]
+    return [[name for _, name, _ in cols]] + [[_cell(r, k, fmt) for k, _, fmt in cols] for r in rows]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -90,7 +104,8 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
 
     ``bar(total, description, unit)`` makes a progress bar (an object with ``update(n)`` and ``close()``)."""
     from .metrics.fid import dataset_stats, extract, image_set_stats
-    from .metrics.frechet import FeatureStats, frechet_distance
+    from .metrics.frechet import FeatureStats, ResampledFrechet
+    from .study.stats import bootstrap_fid  # FID with its 95% interval over the samples, as the studies report it
 
     if not (settings.fid or settings.domain or settings.nll):
         raise DdpmError("nothing to evaluate: ask for at least one of --fid, --domain, --nll")
@@ -140,6 +155,14 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
                                      channels=data.channels, test_fraction=data.test_fraction, progress=update)
             return image_set_stats(reference, extractor, data_dir=data.data_dir, progress=update)
 
+    def fid_row(key: str, feats: np.ndarray, ref: FeatureStats) -> dict[str, float]:
+        """FID of the samples' features [N, D] against ``ref`` and its 95% bootstrap interval over the N samples."""
+        if not settings.bootstrap_draws:
+            return {key: ResampledFrechet(feats, ref)()}
+        with progress(0, f"{key} interval ({settings.bootstrap_draws} bootstrap draws)"):
+            fid = bootstrap_fid(feats, ref, draws=settings.bootstrap_draws)
+        return {key: fid.value, f"{key}_low": fid.low, f"{key}_high": fid.high, f"{key}_draws": settings.bootstrap_draws}
+
     def features(extractor, images: torch.Tensor, what: str) -> np.ndarray:
         with progress(len(images), what) as update:
             return extract(extractor, images, update)
@@ -173,9 +196,8 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
                                                batch_size=settings.batch_size, device=device, progress=update)
             row["sampling_s"] = time.time() - started
             if inception:
-                stats = FeatureStats.from_features(features(inception, images, "Inception features"), inception.feature, "samples")
-                row["fid"] = frechet_distance(stats, ref_inception)
-                row["fid_reference_images"] = ref_inception.num
+                row.update(fid_row("fid", features(inception, images, "Inception features"), ref_inception),
+                           fid_reference_images=ref_inception.num)
             if domain_net:
                 from .metrics.domain import FEATURE_DIM, domain_scores
 
@@ -185,7 +207,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
 
                 both = distributed.map_shards(features_and_logits, images)  # [N, 128 + 10], shared among ranks
                 feats, logits = both[:, :FEATURE_DIM].numpy(), both[:, FEATURE_DIM:]
-                row["domain_fid"] = frechet_distance(FeatureStats.from_features(feats, domain_net.feature, "samples"), ref_domain)
+                row.update(fid_row("domain_fid", feats, ref_domain))
                 scores = domain_scores(logits)
                 row.update(domain_confident=scores.confident, domain_threshold=scores.threshold,
                            domain_is=scores.inception_score, domain_is_std=scores.inception_score_std,
