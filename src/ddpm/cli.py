@@ -156,8 +156,8 @@ def _eval_parsers(sub) -> None:
                         "error); default: all T, exact")
     p.add_argument("--reference", help="reference set: DATASET:SPLIT, an image folder or a statistics .npz (default: the run's dataset, test split)")
     p.add_argument("--bootstrap-draws", type=flag(int, NON_NEGATIVE), default=200, metavar="B",
-                   help="resamples of the samples behind each FID's 95%% interval (0: none; at 10k Inception features "
-                        "about 1.5 s each on a 2-core CPU)")
+                   help="resamples of the samples behind each FID's 95%% interval (0: none, which saves minutes on a "
+                        "CPU at 10k Inception features)")
     p.add_argument("--no-log", action="store_true", help="do not append the results to the run's metrics.jsonl")
 
     p = sub.add_parser("fid", help="FID between two image sets", formatter_class=FMT, parents=[shared_flags("device")],
