@@ -60,7 +60,8 @@ EVAL_COLUMNS = [("sampler", "sampler", "{}"), ("steps", "steps", "{}"), ("guidan
                 ("domain_is", "domain IS", "{:.2f}"), ("domain_confident", "confident", "{:.1%}"),
                 ("domain_asked", "asked class", "{:.1%}"), ("nll_bpd", "NLL bits/dim", "{:.3f}"),
                 ("checkpoint_step", "ckpt step", "{}"), ("wall_s", "wall s", "{:.0f}")]
-# key: (low, high) keys of its 95% interval, or the key of its standard error (shown ± in the key's format)
+# key: (low, high) keys of its 95% interval, or the key of its spread, shown ± in the key's format: a standard
+# error, except the IS analogue's, which is its standard deviation over 10 splits as the IS papers report it
 UNCERTAINTY = {"fid": ("fid_low", "fid_high"), "domain_fid": ("domain_fid_low", "domain_fid_high"),
                "domain_is": "domain_is_std", "domain_asked": "domain_asked_se", "nll_bpd": "nll_bpd_stderr"}
 
