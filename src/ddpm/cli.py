@@ -155,9 +155,7 @@ def _eval_parsers(sub) -> None:
                    help="estimate the bound's sum over T steps from this many stratified ones (with its standard "
                         "error); default: all T, exact")
     p.add_argument("--reference", help="reference set: DATASET:SPLIT, an image folder or a statistics .npz (default: the run's dataset, test split)")
-    p.add_argument("--bootstrap-draws", type=flag(int, NON_NEGATIVE), default=200, metavar="B",
-                   help="resamples of the samples behind each FID's 95%% interval (0: none, which saves minutes on a "
-                        "CPU at 10k Inception features)")
+    bootstrap_flag(p, "the samples behind each FID's")
     p.add_argument("--no-log", action="store_true", help="do not append the results to the run's metrics.jsonl")
 
     p = sub.add_parser("fid", help="FID between two image sets", formatter_class=FMT, parents=[shared_flags("device")],
@@ -171,6 +169,7 @@ def _eval_parsers(sub) -> None:
     p.add_argument("--dataset", choices=tuple(DOMAIN_OF), default="mnist", help="which domain classifier --feature domain uses")
     p.add_argument("--data-dir", help="directory of the dataset files for DATASET:SPLIT")
     p.add_argument("--batch-size", type=POSITIVE_FLAG, default=32, help="images per Inception batch")
+    bootstrap_flag(p, "A's images (else B's, the other set held fixed) behind the FID's")
 
     p = sub.add_parser("fid-stats", help="compute and cache FID reference statistics of a dataset split", formatter_class=FMT,
                        parents=[shared_flags("device")],
@@ -185,6 +184,13 @@ def _eval_parsers(sub) -> None:
 
 
 FEATURES = ("inception", "domain")
+
+
+def bootstrap_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """--bootstrap-draws: how many resamples of ``what`` 95% interval (``study.stats.bootstrap_fid``)."""
+    p.add_argument("--bootstrap-draws", type=flag(int, NON_NEGATIVE), default=200, metavar="B",
+                   help=f"resamples of {what} 95%% interval (0: none, which saves minutes on a CPU at 10k Inception "
+                        "features)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -427,12 +433,19 @@ def cmd_fid(args: argparse.Namespace) -> int:
     extractor = _extractor(args.feature, args.dataset, pick_device(args.device), args.batch_size)
     bar = _bar(0, f"{extractor.feature} features")
     try:
-        value, a, b = fid_between(args.a, args.b, extractor, data_dir=args.data_dir, progress=bar.update)
+        fid = fid_between(args.a, args.b, extractor, draws=args.bootstrap_draws, data_dir=args.data_dir,
+                          progress=bar.update)
     finally:
         bar.close()
     if distributed.world().is_main:
-        print(f"FID {value:.4f}  ({extractor.feature} features; {a.num or '?'} images in A, {b.num or '?'} in B)", file=sys.stderr)
-        print(f"{value:.6f}")
+        if fid.resampled:
+            interval = f" [{fid.low:.4f}, {fid.high:.4f}] (95% bootstrap over {fid.resampled}'s images, {fid.draws} draws)"
+        else:
+            interval = " (no interval: " + ("--bootstrap-draws 0)" if not args.bootstrap_draws else
+                                            "both sets are saved statistics, which cannot be resampled)")
+        print(f"FID {fid.value:.4f}{interval}  ({extractor.feature} features; {fid.a.num or '?'} images in A, "
+              f"{fid.b.num or '?'} in B)", file=sys.stderr)
+        print(f"{fid.value:.6f}")
     return 0
 
 

@@ -16,6 +16,7 @@ import itertools
 import os
 import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -116,9 +117,10 @@ def extract(extractor, images: torch.Tensor, progress: Callable[[int], None] | N
     return distributed.map_shards(lambda x: torch.from_numpy(np.asarray(extractor(x, progress=counted))), images).numpy()
 
 
-def image_set_stats(spec: str, extractor, *, data_dir: str | None = None,
-                    progress: Callable[[int], None] | None = None) -> FeatureStats:
-    """Statistics of an image set named as in the module docstring."""
+def image_set_features(spec: str, extractor, *, data_dir: str | None = None,
+                       progress: Callable[[int], None] | None = None) -> np.ndarray | FeatureStats:
+    """The features [N, D] of an image set named as in the module docstring, or its statistics where the set is
+    statistics (a mu/sigma .npz, a cached DATASET:SPLIT): what a bootstrap over its images needs, when it has them."""
     path = Path(spec)
     if path.is_dir():
         # under torchrun each rank reads and extracts its share of the images; the features are gathered in order
@@ -127,19 +129,55 @@ def image_set_stats(spec: str, extractor, *, data_dir: str | None = None,
         counted = distributed.counting_all_ranks(progress)
         mine = [extractor(batch, progress=counted) for batch in folder_batches(images[start:stop])]
         feats = np.concatenate(mine) if mine else np.zeros((0, extractor.dim))
-        feats = distributed.gather_rows(torch.from_numpy(feats), len(images)).numpy()
-        return FeatureStats.from_features(feats, extractor.feature, source=str(path))
+        return distributed.gather_rows(torch.from_numpy(feats), len(images)).numpy()
     if path.suffix == ".npz":
         arrays = read_npz(path)
         if {"mu", "sigma"} <= set(arrays):
             return FeatureStats.load(path, arrays)
-        return FeatureStats.from_features(extract(extractor, npz_images(path, arrays), progress), extractor.feature, source=str(path))
+        return extract(extractor, npz_images(path, arrays), progress)
     if ":" in spec and not path.exists():
         return dataset_stats(spec, extractor, data_dir=data_dir, progress=progress)
     raise DdpmError(f"{spec!r} is not an image folder, an .npz file (arr_0 images or mu/sigma statistics) or DATASET:SPLIT")
 
 
-def fid_between(a: str, b: str, extractor, *, data_dir: str | None = None, progress=None) -> tuple[float, FeatureStats, FeatureStats]:
-    sa = image_set_stats(a, extractor, data_dir=data_dir, progress=progress)
-    sb = image_set_stats(b, extractor, data_dir=data_dir, progress=progress)
-    return frechet_distance(sa, sb), sa, sb
+def image_set_stats(spec: str, extractor, *, data_dir: str | None = None,
+                    progress: Callable[[int], None] | None = None) -> FeatureStats:
+    """Statistics of an image set named as in the module docstring."""
+    return _as_stats(image_set_features(spec, extractor, data_dir=data_dir, progress=progress), extractor, spec)
+
+
+def _as_stats(features: np.ndarray | FeatureStats, extractor, spec: str) -> FeatureStats:
+    if isinstance(features, FeatureStats):
+        return features
+    return FeatureStats.from_features(features, extractor.feature, source=spec)
+
+
+@dataclass
+class FidBetween:
+    """The FID between sets A and B (their statistics ``a``, ``b``) and its 95% bootstrap interval over the images of
+    ``resampled`` ("A", else "B"; the other set held fixed, as a reference is), or no interval (``resampled`` "")
+    when neither set is images — saved statistics cannot be resampled — or no draws were asked for."""
+
+    value: float
+    a: FeatureStats
+    b: FeatureStats
+    low: float | None = None
+    high: float | None = None
+    draws: int = 0
+    resampled: str = ""
+
+
+def fid_between(a: str, b: str, extractor, *, draws: int = 0, data_dir: str | None = None, progress=None) -> FidBetween:
+    """FID between image sets ``a`` and ``b``; with ``draws`` > 0 also its bootstrap interval (``study.stats``)
+    over the rows of the first set that holds images, the second held fixed (FID is symmetric)."""
+    fa, fb = (image_set_features(spec, extractor, data_dir=data_dir, progress=progress) for spec in (a, b))
+    sa, sb = _as_stats(fa, extractor, a), _as_stats(fb, extractor, b)
+    value = frechet_distance(sa, sb)  # first: it refuses statistics of different features with one sentence
+    sides = [(name, feats, other) for name, feats, other in (("A", fa, sb), ("B", fb, sa)) if isinstance(feats, np.ndarray)]
+    if not draws or not sides:
+        return FidBetween(value, sa, sb)
+    from ..study.stats import bootstrap_fid
+
+    name, feats, other = sides[0]
+    fid = bootstrap_fid(feats, other, draws=draws)
+    return FidBetween(fid.value, sa, sb, fid.low, fid.high, draws, name)
