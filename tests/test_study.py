@@ -124,9 +124,11 @@ def test_a_tiny_study_writes_its_table_with_every_arm_and_interval(study_dir):
 def test_the_method_paragraph_says_a_shared_setting_once_and_a_varied_one_per_arm():
     from ddpm.study.results import method
 
-    def scored(*arms) -> dict:
+    def scored(*arms, families=()) -> dict:
         rows = [{"sampler": sampler, "sampling_steps": steps, "guidance": w, "feature": "domain-mnist",
                  "reference": "mnist:test"} for sampler, steps, w in arms]
+        for row, family in zip(rows, families):
+            row["family"] = family
         return {"settings": {"steps": 100, "minutes": None, "seeds": 1, "samples": 30}, "arms": rows}
 
     text = method(STUDIES["samplers"], scored(("ddim", 5, 0.0), ("ddpm", 10, 0.0)))
@@ -136,6 +138,12 @@ def test_the_method_paragraph_says_a_shared_setting_once_and_a_varied_one_per_ar
     assert "(seed 0, ddpm 50 steps, the guidance its name says)" in text
     text = method(STUDIES["schedules"], scored(("ddpm", 50, 2.0), ("ddpm", 50, 2.0)))
     assert text.startswith("Every arm: the `mnist-demo` recipe") and "(seed 0, ddpm 50 steps, guidance w = 2)" in text
+    # the budget study's two recipes each sample with their own [sample] settings, said per recipe (not "its name
+    # says": a stage's name says only its minutes)
+    text = method(STUDIES["budget"], scored(("ddpm", 50, 2.0), ("ddpm", 50, 2.0), ("dpm-solver++", 20, 0.0),
+                                            families=("mnist-demo", "mnist-demo", "mnist")))
+    assert ("(seed 0, each recipe its own: `mnist-demo` ddpm 50 steps, guidance w = 2; `mnist` dpm-solver++ 20 steps, "
+            "guidance w = 0)") in text, text
 
 
 def table_numbers(out) -> list:

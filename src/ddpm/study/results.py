@@ -143,7 +143,8 @@ def method(study: Study, results: dict[str, Any]) -> str:
     s = results["settings"]
     budget = f"{s['steps']} steps" if s["steps"] is not None else f"{s['minutes']:g} min"
     first = results["arms"][0]
-    recipe = f"the `{'` / `'.join(sorted({a.preset for a in study.arms}))}` recipe"
+    presets = sorted({a.preset for a in study.arms})
+    recipe = f"the `{'` / `'.join(presets)}` recipe" + "s" * (len(presets) > 1)
     if study.loss_times:
         how = (f"One run of {recipe}, {budget} of training in all, in {len(study.arms)} stages; after each, the EMA model's "
                f"squared error of its target on {s['samples']} test images at each single t (the same images and noise "
@@ -160,11 +161,21 @@ def method(study: Study, results: dict[str, Any]) -> str:
         def shared(*keys: str) -> bool:
             return all(a[key] == first[key] for a in arms for key in keys)
 
-        # a setting every arm shares is said once; one the arms vary, each arm's name says
-        sampler = (f"{first['sampler']} {first['sampling_steps']} steps" if shared("sampler", "sampling_steps")
-                   else "the sampler and steps its name says")
-        guidance = f"guidance w = {first['guidance']:g}" if shared("guidance") else "the guidance its name says"
-        how = (f"{trained}; scored on {s['samples']} samples (seed 0, {sampler}, {guidance}) by {first['feature']} features against "
+        def sampled(arm: dict) -> str:
+            return f"{arm['sampler']} {arm['sampling_steps']} steps, guidance w = {arm['guidance']:g}"
+
+        per_recipe: dict[str, set[str]] = {}
+        for arm in arms:
+            per_recipe.setdefault(arm.get("family", ""), set()).add(sampled(arm))
+        # a setting every arm shares is said once; one each recipe of a staged study fixes (its [sample] section), per
+        # recipe; one the arms vary, each arm's name says (a sampling study's)
+        if study.staged and not shared("sampler", "sampling_steps", "guidance") and all(len(v) == 1 for v in per_recipe.values()):
+            sampling = "each recipe its own: " + "; ".join(f"`{family}` {how.pop()}" for family, how in per_recipe.items())
+        else:
+            sampling = ((f"{first['sampler']} {first['sampling_steps']} steps" if shared("sampler", "sampling_steps")
+                         else "the sampler and steps its name says") + ", " +
+                        (f"guidance w = {first['guidance']:g}" if shared("guidance") else "the guidance its name says"))
+        how = (f"{trained}; scored on {s['samples']} samples (seed 0, {sampling}) by {first['feature']} features against "
                f"{first['reference']}.")
         if "nll" in first:
             how += (f" NLL: the variational bound in bits/dim on the first {first['nll']['images']} test images, a stratified "
