@@ -148,6 +148,8 @@ def test_eval_end_to_end_on_a_tiny_run(image_sets, tmp_path, capsys, monkeypatch
         assert r["fid_low"] < r["fid"] < r["fid_high"] and r["domain_fid_low"] < r["domain_fid"] < r["domain_fid_high"]
         assert r["fid_draws"] == r["domain_fid_draws"] == 200
         assert 1 <= r["domain_is"] <= 10 and sum(r["class_histogram"]) == 12 and r["fid_reference_images"] == N
+        p = r["domain_confident"]
+        assert r["domain_confident_se"] == pytest.approx((p * (1 - p) / 12) ** 0.5)  # the share's binomial s.e.
         assert np.isfinite(r["nll_bpd"]) and r["nll_bpd"] > 0 and len(r["nll_terms_bpd"]) == 50 and r["nll_images"] == 3
     # without the interval, the same samples score the same FID (the bootstrap leaves the value alone)
     same = ["--num", "12", "--sampler", "ddim", "--steps", "4", "--domain", "--reference", str(image_sets / "a.npz")]
@@ -169,10 +171,11 @@ def test_eval_table_shows_each_number_with_its_uncertainty():
 
     row = {"sampler": "ddpm", "steps": 50, "num": 1000, "fid": 12.345, "fid_low": 10.0, "fid_high": 15.25,
            "domain_asked": 0.96, "domain_asked_se": 0.0062, "nll_bpd": 1.2345, "nll_bpd_stderr": 0.0101,
-           "domain_is": 9.5, "domain_is_std": 0.04}
+           "domain_is": 9.5, "domain_is_std": 0.04, "domain_confident": 0.934, "domain_confident_se": 0.0079}
     head, cells = table_cells([row])
     shown = dict(zip(head, cells))
     assert shown["FID [95% bootstrap]"] == "12.35 [10.00, 15.25]" and shown["asked class"] == "96.0% ± 0.6"
     assert shown["NLL bits/dim"] == "1.234 ± 0.010" and shown["domain IS"] == "9.50 ± 0.04"
+    assert shown["confident"] == "93.4% ± 0.8"
     # a number whose row has no uncertainty (an older log, --bootstrap-draws 0) is shown alone
     assert table_cells([{"fid": 12.345}])[1] == ["12.35"]

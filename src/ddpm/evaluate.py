@@ -63,7 +63,8 @@ EVAL_COLUMNS = [("sampler", "sampler", "{}"), ("steps", "steps", "{}"), ("guidan
 # key: (low, high) keys of its 95% interval, or the key of its spread, shown ± in the key's format: a standard
 # error, except the IS analogue's, which is its standard deviation over 10 splits as the IS papers report it
 UNCERTAINTY = {"fid": ("fid_low", "fid_high"), "domain_fid": ("domain_fid_low", "domain_fid_high"),
-               "domain_is": "domain_is_std", "domain_asked": "domain_asked_se", "nll_bpd": "nll_bpd_stderr"}
+               "domain_is": "domain_is_std", "domain_confident": "domain_confident_se", "domain_asked": "domain_asked_se",
+               "nll_bpd": "nll_bpd_stderr"}
 
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -201,6 +202,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
                            fid_reference_images=ref_inception.num)
             if domain_net:
                 from .metrics.domain import FEATURE_DIM, domain_scores
+                from .metrics.shares import binomial_se, binomial_share
 
                 def features_and_logits(x: torch.Tensor) -> torch.Tensor:
                     feats, logits = domain_net.classify(x)
@@ -211,11 +213,10 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
                 row.update(fid_row("domain_fid", feats, ref_domain))
                 scores = domain_scores(logits)
                 row.update(domain_confident=scores.confident, domain_threshold=scores.threshold,
+                           domain_confident_se=float(binomial_se(scores.confident, len(logits))),
                            domain_is=scores.inception_score, domain_is_std=scores.inception_score_std,
                            class_histogram=scores.class_histogram)
                 if labels is not None:  # how many samples read as the class they were asked for, ± binomial s.e.
-                    from .metrics.shares import binomial_share
-
                     asked = binomial_share((logits.argmax(1) == labels).numpy())
                     row.update(domain_asked=asked["value"], domain_asked_se=asked["se"])
         row.update(nll_row)
