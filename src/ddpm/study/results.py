@@ -170,7 +170,7 @@ def method(study: Study, results: dict[str, Any]) -> str:
         # a setting every arm shares is said once; one each recipe of a staged study fixes (its [sample] section), per
         # recipe; one the arms vary, each arm's name says (a sampling study's)
         if study.staged and not shared("sampler", "sampling_steps", "guidance") and all(len(v) == 1 for v in per_recipe.values()):
-            sampling = "each recipe its own: " + "; ".join(f"`{family}` {how.pop()}" for family, how in per_recipe.items())
+            sampling = "each recipe its own: " + "; ".join(f"`{family}` {next(iter(said))}" for family, said in per_recipe.items())
         else:
             sampling = ((f"{first['sampler']} {first['sampling_steps']} steps" if shared("sampler", "sampling_steps")
                          else "the sampler and steps its name says") + ", " +

@@ -184,7 +184,7 @@ def plot_quality_vs_training(families: dict[str, list[dict[str, Any]]], path: st
         axes[0, 1].set(xscale="log", xlabel="training minutes", ylabel="bits/dim", title="NLL bound (± 2 s.e.)")
     ticks = stage_ticks([r["train_minutes"] for arms in families.values() for r in arms])
     for ax in axes[0]:
-        ax.set_xticks(ticks, [f"{m:.2g}" for m in ticks])
+        ax.set_xticks(ticks, [f"{m:.0f}" if m >= 10 else f"{m:.2g}" for m in ticks])  # 5.1, 15, 120 (not 1.2e+02)
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
