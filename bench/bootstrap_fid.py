@@ -45,7 +45,7 @@ def main() -> None:
         rows = [rng.integers(0, n, n) for _ in range(args.draws)]
         old_rows, new_rows = iter(rows), iter(rows)
         old = per_draw(lambda: frechet_distance(FeatureStats.from_features(features[next(old_rows)], "f"), reference), args.draws)
-        fid = ResampledFrechet(features, reference)
+        fid = ResampledFrechet(features, reference, feature="f")
         new = per_draw(lambda: fid(np.bincount(next(new_rows), minlength=n)), args.draws)
         print(f"| {dim}-d | {n} | {old:.4f} | {new:.4f} | {old / new:.1f}× | "
               f"{old * BOOTSTRAP_DRAWS:.0f} s → {new * BOOTSTRAP_DRAWS:.0f} s |")

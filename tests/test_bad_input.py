@@ -54,6 +54,9 @@ def workspace(tmp_path_factory):
                  "--set", "diffusion.num_timesteps=50", "--quiet"]) == 0
     (root / "empty.npz").write_bytes(b"")
     np.savez(root / "nan-stats.npz", mu=np.full(4, np.nan), sigma=np.eye(4), num=10, feature="domain")
+    np.savez(root / "digits.npz", arr_0=np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), dtype=np.uint8))
+    # statistics as wide as the MNIST classifier's features, but of another extractor
+    np.savez(root / "other-128.npz", mu=np.zeros(128), sigma=np.eye(128), num=10, feature="inception-2015-12-05")
     (root / "a-file").write_text("not a folder")
     return root
 
@@ -188,6 +191,10 @@ def test_config_json_that_is_not_an_object(tmp_path, capsys):
     (["fid", "--feature", "domain", "{ws}/nan-stats.npz", "{ws}/nan-stats.npz"], "nan-stats.npz: its mean or covariance holds NaN"),
     (["fid", "{ws}/missing.npz", "{ws}/empty.npz"], "missing.npz does not exist"),
     (["fid", "{ws}/run/config.json", "{ws}/empty.npz"], "is not an image folder, an .npz file"),
+    (["fid", "--feature", "domain", "{ws}/digits.npz", "{ws}/other-128.npz"],
+     "cannot compare statistics of different feature extractors: domain-mnist and inception-2015-12-05"),
+    (["eval", "{ws}/run", "--domain", "--num", "4", "--steps", "2", "--reference", "{ws}/other-128.npz"],
+     "cannot compare statistics of different feature extractors: domain-mnist and inception-2015-12-05"),
 ])
 def test_files_that_are_not_what_they_claim(argv, message, workspace, capsys):
     before = snapshot(workspace)

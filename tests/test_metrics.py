@@ -75,7 +75,7 @@ def test_the_fid_of_a_resample_by_counts_is_the_fid_of_the_resampled_rows(n, dim
     mix = rng.normal(size=(dim, dim)) / dim ** 0.5
     features = rng.normal(size=(n, dim)) @ mix + rng.normal(size=dim)  # correlated, off-centre
     reference = FeatureStats.from_features(rng.normal(size=(500, dim)) @ (mix + 0.3 * np.eye(dim)), "f", "reference")
-    fid = ResampledFrechet(features, reference)
+    fid = ResampledFrechet(features, reference, feature="f")
     # with n < D the covariance is singular: its zero eigenvalues carry round-off δ ≈ 1e-16·λ_max, which a square
     # root turns into √δ each (see the test above); with n > D both agree to round-off
     tolerance = dim * np.sqrt(1e-15 * np.linalg.eigvalsh(reference.sigma).max()) if n < dim else 0
@@ -87,7 +87,10 @@ def test_the_fid_of_a_resample_by_counts_is_the_fid_of_the_resampled_rows(n, dim
         expected = frechet_distance(FeatureStats.from_features(features[rows], "f"), reference)
         assert fid(counts) == pytest.approx(expected, rel=1e-9, abs=tolerance)
     with pytest.raises(DdpmError, match=f"cannot be compared with the {dim}-d features of reference"):
-        ResampledFrechet(features[:, :-1], reference)
+        ResampledFrechet(features[:, :-1], reference, feature="f")
+    # rows of another extractor of the same width are refused, as frechet_distance refuses their statistics
+    with pytest.raises(DdpmError, match="different feature extractors: g and f"):
+        ResampledFrechet(features, reference, feature="g")
 
 
 # -- Inception Score ----------------------------------------------------------------------------------

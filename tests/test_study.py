@@ -92,7 +92,7 @@ def test_the_fid_interval_covers_the_whole_set_value_and_narrows_with_n():
     features, _ = domain.classify(load_dataset("mnist", limit=1600, seed=5).images)
     widths = []
     for n in (100, 400, 1600):
-        fid = bootstrap_fid(features[:n], reference, seed=1)
+        fid = bootstrap_fid(features[:n], reference, feature=domain.feature, seed=1)
         assert fid.low <= fid.value <= fid.high, (n, fid.low, fid.value, fid.high)
         widths.append(fid.high - fid.low)
     assert widths[0] > widths[1] > widths[2] > 0

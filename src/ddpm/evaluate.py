@@ -157,12 +157,13 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
                                      channels=data.channels, test_fraction=data.test_fraction, progress=update)
             return image_set_stats(reference, extractor, data_dir=data.data_dir, progress=update)
 
-    def fid_row(key: str, feats: np.ndarray, ref: FeatureStats) -> dict[str, float]:
-        """FID of the samples' features [N, D] against ``ref`` and its 95% bootstrap interval over the N samples."""
+    def fid_row(key: str, feats: np.ndarray, extractor, ref: FeatureStats) -> dict[str, float]:
+        """FID of the samples' features [N, D] (from ``extractor``) against ``ref`` and its 95% bootstrap interval over
+        the N samples."""
         if not settings.bootstrap_draws:
-            return {key: ResampledFrechet(feats, ref)()}
+            return {key: ResampledFrechet(feats, ref, feature=extractor.feature)()}
         with progress(0, f"{key} interval ({settings.bootstrap_draws} bootstrap draws)"):
-            fid = bootstrap_fid(feats, ref, draws=settings.bootstrap_draws)
+            fid = bootstrap_fid(feats, ref, feature=extractor.feature, draws=settings.bootstrap_draws)
         return {key: fid.value, f"{key}_low": fid.low, f"{key}_high": fid.high, f"{key}_draws": settings.bootstrap_draws}
 
     def features(extractor, images: torch.Tensor, what: str) -> np.ndarray:
@@ -198,7 +199,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
                                                batch_size=settings.batch_size, device=device, progress=update)
             row["sampling_s"] = time.time() - started
             if inception:
-                row.update(fid_row("fid", features(inception, images, "Inception features"), ref_inception),
+                row.update(fid_row("fid", features(inception, images, "Inception features"), inception, ref_inception),
                            fid_reference_images=ref_inception.num)
             if domain_net:
                 from .metrics.domain import FEATURE_DIM, domain_scores
@@ -210,7 +211,7 @@ def evaluate(path: str | Path, settings: EvalSettings, *, device: torch.device |
 
                 both = distributed.map_shards(features_and_logits, images)  # [N, 128 + 10], shared among ranks
                 feats, logits = both[:, :FEATURE_DIM].numpy(), both[:, FEATURE_DIM:]
-                row.update(fid_row("domain_fid", feats, ref_domain))
+                row.update(fid_row("domain_fid", feats, domain_net, ref_domain))
                 scores = domain_scores(logits)
                 row.update(domain_confident=scores.confident, domain_threshold=scores.threshold,
                            domain_confident_se=float(binomial_se(scores.confident, len(logits))),

@@ -172,12 +172,11 @@ def fid_between(a: str, b: str, extractor, *, draws: int = 0, data_dir: str | No
     over the rows of the first set that holds images, the second held fixed (FID is symmetric)."""
     fa, fb = (image_set_features(spec, extractor, data_dir=data_dir, progress=progress) for spec in (a, b))
     sa, sb = _as_stats(fa, extractor, a), _as_stats(fb, extractor, b)
-    value = frechet_distance(sa, sb)  # first: it refuses statistics of different features with one sentence
     sides = [(name, feats, other) for name, feats, other in (("A", fa, sb), ("B", fb, sa)) if isinstance(feats, np.ndarray)]
     if not draws or not sides:
-        return FidBetween(value, sa, sb)
+        return FidBetween(frechet_distance(sa, sb), sa, sb)
     from ..study.stats import bootstrap_fid
 
     name, feats, other = sides[0]
-    fid = bootstrap_fid(feats, other, draws=draws)
+    fid = bootstrap_fid(feats, other, feature=extractor.feature, draws=draws)  # it refuses another extractor's
     return FidBetween(fid.value, sa, sb, fid.low, fid.high, draws, name)

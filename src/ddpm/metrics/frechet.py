@@ -78,13 +78,19 @@ def _fid(mean_difference: np.ndarray, trace_a: float, trace_b: float, cross_eige
     return float(mean_difference @ mean_difference + trace_a + trace_b - 2 * trace_sqrt)
 
 
+def check_same_extractor(feature: str, reference: FeatureStats) -> None:
+    """Refuse to compare features of ``feature`` with statistics of another extractor (of the same width, say an
+    Inception port with other weights): their distance would be a number that means nothing."""
+    if feature != reference.feature:
+        raise DdpmError(f"cannot compare statistics of different feature extractors: {feature} and {reference.feature}")
+
+
 def frechet_distance(a: FeatureStats, b: FeatureStats) -> float:
     """Fréchet distance between N(μ_a, Σ_a) and N(μ_b, Σ_b); refuses statistics of different features."""
     if a.mu.shape != b.mu.shape:
         raise DdpmError(f"cannot compare statistics of {len(a.mu)}-d features ({a.source or a.feature}) "
                         f"with {len(b.mu)}-d features ({b.source or b.feature})")
-    if a.feature != b.feature:
-        raise DdpmError(f"cannot compare statistics of different feature extractors: {a.feature} and {b.feature}")
+    check_same_extractor(a.feature, b)
     root_a = _sqrt_psd(a.sigma)
     cross = np.linalg.eigvalsh(root_a @ b.sigma @ root_a)
     return _fid(a.mu - b.mu, np.trace(a.sigma), np.trace(b.sigma), cross)
@@ -102,11 +108,13 @@ class ResampledFrechet:
     of size D and a covariance.
     """
 
-    def __init__(self, features: np.ndarray, reference: FeatureStats):
+    def __init__(self, features: np.ndarray, reference: FeatureStats, *, feature: str):
+        """``features`` [n, D] from the extractor named ``feature``, which must be the reference's."""
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or len(x) < 2 or x.shape[1] != len(reference.mu):
             raise DdpmError(f"features of shape {x.shape} cannot be compared with the {len(reference.mu)}-d features of "
                             f"{reference.source or reference.feature} (expected [N ≥ 2, {len(reference.mu)}])")
+        check_same_extractor(feature, reference)
         self.reference, self.x = reference, x
         self.root = _sqrt_psd(reference.sigma)
         self.z = x @ self.root

@@ -192,7 +192,7 @@ class Scorer:
         """FID of ``samples`` real training images (a fixed draw) against the test reference: a perfect model's score."""
         real = load_dataset(self.dataset, root=self.data_dir, limit=self.samples, seed=0)
         features, _ = self.features_and_logits(real.images)
-        return bootstrap_fid(features, self.reference).as_dict()
+        return bootstrap_fid(features, self.reference, feature=self.extractor.feature).as_dict()
 
     def score(self, run: Path, device, sampling: dict[str, Any], folder: Path, memorisation: bool = False,
               nll_images: int = 0, classifier: Path | None = None) -> dict[str, Any]:
@@ -223,7 +223,8 @@ class Scorer:
         folder.mkdir(parents=True, exist_ok=True)
         save_grid(images[:100], folder / "study-samples.png", nrow=k or 10, scale=1)
         features, logits = self.features_and_logits(images)
-        out = {"fid": bootstrap_fid(features, self.reference).as_dict(), "feature": self.extractor.feature,
+        out = {"fid": bootstrap_fid(features, self.reference, feature=self.extractor.feature).as_dict(),
+               "feature": self.extractor.feature,
                "reference": self.reference.source, "sampling_s": sampling_s, "checkpoint_step": step,
                "sampler": s.sampler, "sampling_steps": s.steps, "guidance": s.guidance,
                "guidance_interval": [s.guidance_from, s.guidance_to], "eta": s.eta, "skip": skip, "classifier_scale": scale,

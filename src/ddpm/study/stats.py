@@ -44,9 +44,11 @@ class BootstrappedFID:
         return {"value": self.value, "low": self.low, "high": self.high, "num": self.num, "draws": self.draws.tolist()}
 
 
-def bootstrap_fid(features: np.ndarray, reference: FeatureStats, *, draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> BootstrappedFID:
-    """FID of features [n, D] against ``reference``, with its re-centred bootstrap interval over the n rows."""
-    fid = ResampledFrechet(features, reference)
+def bootstrap_fid(features: np.ndarray, reference: FeatureStats, *, feature: str, draws: int = BOOTSTRAP_DRAWS,
+                  seed: int = 0) -> BootstrappedFID:
+    """FID of features [n, D] of the extractor ``feature`` against ``reference``, with its re-centred bootstrap
+    interval over the n rows."""
+    fid = ResampledFrechet(features, reference, feature=feature)
     n = len(fid.x)
     rng = np.random.default_rng(seed)
     value = fid()
