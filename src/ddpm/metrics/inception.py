@@ -62,6 +62,14 @@ def resize_like_stylegan3(x: torch.Tensor, size: int = SIZE) -> torch.Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def torchscript_port() -> torch.jit.ScriptModule:
+    """The shipped TorchScript graph (eval mode, on the CPU): the weights the eager network is built from, and the
+    reference its features are checked against."""
+    with warnings.catch_warnings():  # TorchScript is deprecated in new torch, but it is the format the weights ship in
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(inception_weights_path()), map_location="cpu").eval()
+
+
 class InceptionFeatures:
     """Callable: uint8 images [N, C, H, W] (C = 1 or 3, any H, W) → float64 features [N, 2048]."""
 
@@ -69,13 +77,9 @@ class InceptionFeatures:
     dim = FEATURE_DIM
 
     def __init__(self, device: torch.device | str = "cpu", batch_size: int = 32):
-        path = inception_weights_path()
         self.device = torch.device(device)
-        with warnings.catch_warnings():  # TorchScript is deprecated in new torch, but it is the format the weights ship in
-            warnings.simplefilter("ignore", DeprecationWarning)
-            script = torch.jit.load(str(path), map_location="cpu").eval()
         self.channels_last = self.device.type == "cpu"
-        self.net = inception_from_torchscript(script).to(self.device,
+        self.net = inception_from_torchscript(torchscript_port()).to(self.device,
                                                          memory_format=torch.channels_last if self.channels_last else None)
         self.batch_size = batch_size
 
