@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 # A local CPU build of torch installs in seconds here; an unpinned torch would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install test demo bench clean
+.PHONY: install test test-fast demo bench clean
 
 # What the library and the demo need; the test extras (scikit-learn, OpenCV, pytest) come only with `make test`,
 # since every second of install is a second less of training inside the demo's overall budget.
@@ -28,6 +28,11 @@ install: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
+
+# The suite without the tests marked slow (torchrun launches, whole tiny studies, kill loops, the README example):
+# a few minutes, for the edit-test loop; `make test` (and CI) runs everything.
+test-fast: $(VENV)/.installed-test
+	$(PY) -m pytest -q -m "not slow"
 
 # The demo's clock starts with make, so its overall budget (ddpm demo --finish-within) includes the install.
 DEMO_STARTED := $(shell date +%s)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ddpm.metrics.frechet import FeatureStats, ResampledFrechet, frechet_distance
-from ddpm.study.stats import BOOTSTRAP_DRAWS
+from ddpm.metrics.bootstrap import BOOTSTRAP_DRAWS
 
 
 def per_draw(fn, draws: int) -> float:

@@ -23,11 +23,13 @@ import time
 import torch
 
 from ddpm.data import load_dataset
-from ddpm.generate import generate, labels_for, one_hot
+from ddpm.conditioning import labels_for, one_hot
+from ddpm.denoiser import Denoiser
+from ddpm.generation import generate
 from ddpm.metrics.domain import DomainFeatures
 from ddpm.metrics.fid import dataset_stats
 from ddpm.metrics.frechet import FeatureStats, frechet_distance
-from ddpm.models import build_schedule, load_classifier, load_model
+from ddpm.models import load_classifier
 
 
 def background(images: torch.Tensor) -> float:
@@ -64,12 +66,9 @@ def main() -> None:
     ap.add_argument("--pairs", default="3:5,1:7,0:6")
     ap.add_argument("--picture", help="mixture: save one grid row per pair and weight here")
     args = ap.parse_args()
-    model, config, step = load_model(args.run)
-    schedule = build_schedule(config)
-    shape = (config.data.channels, config.data.image_size, config.data.image_size)
-    s = config.sample
-    common = dict(num=args.num, shape=shape, sampler=s.sampler, steps=s.steps, seed=0, batch_size=250,
-                  **config.diffusion.model_options())
+    denoiser = Denoiser.from_pretrained(args.run)
+    config, step, s = denoiser.config, denoiser.step, denoiser.config.sample
+    plan = denoiser.plan(guidance=0.0)
     score = Scorer()
     test = load_dataset("mnist", split="test")
     print(f"run {args.run} (step {step}), {s.sampler} {s.steps} steps, {args.num} samples per row, seed 0; MNIST test "
@@ -78,7 +77,7 @@ def main() -> None:
 
     def timed(**options) -> tuple[torch.Tensor, float]:
         started = time.time()
-        return generate(model, schedule, **common, **options), time.time() - started
+        return generate(denoiser, plan.replace(**options), args.num, seed=0, batch_size=250), time.time() - started
 
     if args.mode in ("cfg", "classifier"):
         labels = labels_for(10, args.num)

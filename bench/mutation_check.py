@@ -65,7 +65,7 @@ MUTATIONS = [
     ("per-sample noise ignores the sample index", "rng.py",
      "torch.Generator().manual_seed(sample_seed(seed, int(i)))", "torch.Generator().manual_seed(sample_seed(seed, 0))",
      ["tests/test_generate.py"]),
-    ("a shard restarts the sample count", "generate.py",
+    ("a shard restarts the sample count", "generation.py",
      "range(first_index + start, first_index + stop)", "range(start, stop)", ["tests/test_generate.py"]),
     ("Inception Score split by torch.chunk", "metrics/inception_score.py",
      "part = log_p[i * n // splits:(i + 1) * n // splits]", "part = log_p.chunk(splits)[min(i, len(log_p.chunk(splits)) - 1)]",

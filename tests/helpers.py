@@ -39,3 +39,25 @@ def drop_state_digest(weights) -> None:
         metadata = {k: v for k, v in (f.metadata() or {}).items() if k != "state_sha256"}
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     save_file(tensors, str(weights), metadata=metadata)
+
+
+def denoiser_of(model, schedule, shape, *, prediction="eps", variance="fixed_small", num_classes=None, context_dim=None,
+                onehot=False):
+    """A ``Denoiser`` around any callable ``model(x_t, t, **cond)`` (a stand-in network of a test)."""
+    from ddpm.denoiser import Denoiser
+
+    return Denoiser(net=model, schedule=schedule, shape=tuple(shape), prediction=prediction, variance=variance,
+                    num_classes=num_classes, context_dim=context_dim, onehot=onehot)
+
+
+PLAN_FIELDS = ("sampler", "steps", "eta", "skip", "spacing", "order", "clip_x0", "guidance", "guidance_interval",
+               "classifier", "classifier_scale", "labels", "contexts")
+
+
+def generate_with(model, schedule, *, num, shape, prediction="eps", variance="fixed_small", **options):
+    """``ddpm.generate`` of a stand-in ``model``: the plan's fields and generate's own keyword arguments in one call."""
+    from ddpm.generation import generate
+    from ddpm.sampling.plan import SamplingPlan
+
+    plan = SamplingPlan(**{k: options.pop(k) for k in PLAN_FIELDS if k in options})
+    return generate(denoiser_of(model, schedule, shape, prediction=prediction, variance=variance), plan, num, **options)

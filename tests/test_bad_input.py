@@ -204,9 +204,9 @@ def test_files_that_are_not_what_they_claim(argv, message, workspace, capsys):
 
 # -- resources and work thrown away ---------------------------------------------------------------------------
 def test_a_sample_count_that_cannot_fit_says_how_many_do(workspace, monkeypatch, capsys):
-    import ddpm.generate
+    import ddpm.sample_files
 
-    monkeypatch.setattr(ddpm.generate, "available_memory", lambda: 10_000_000)  # 10 MB: 6377 samples of 28×28 fit
+    monkeypatch.setattr(ddpm.sample_files, "available_memory", lambda: 10_000_000)  # 10 MB: 6377 samples of 28×28 fit
     before = snapshot(workspace)
     refused(["sample", str(workspace / "run"), "--num", "100000", "--out", str(workspace / "big.npz")],
             "100000 samples of 1×28×28 need 0.2 GB of memory for one .npz or .png, more than the 0.0 GB available; about 6377 fit", capsys)
@@ -228,13 +228,13 @@ def test_a_folder_of_pngs_is_written_batch_by_batch_with_the_same_images(workspa
     (["viz", "reverse", "{ws}/run", "--out", "{ws}/a-file/r.gif"], "{ws}/a-file is a file, not a folder"),
 ])
 def test_an_unwritable_destination_is_refused_before_sampling(argv, message, workspace, monkeypatch, capsys):
-    import ddpm.generate
+    import ddpm.generation
     import ddpm.viz.process
 
     def never(*args, **kwargs):
         raise AssertionError("the expensive part ran before the destination was checked")
 
-    monkeypatch.setattr(ddpm.generate, "generate", never)
+    monkeypatch.setattr(ddpm.generation, "generate", never)
     monkeypatch.setattr(ddpm.viz.process, "reverse_trajectory", never)
     before = snapshot(workspace)
     refused([a.replace("{ws}", str(workspace)) for a in argv], message.replace("{ws}", str(workspace)), capsys)
@@ -350,7 +350,7 @@ def test_the_cli_names_the_file_a_full_disk_stopped(workspace, tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
-    out = subprocess.run([sys.executable, "-m", "ddpm.cli", "sample", str(workspace / "run"), "--num", "64", "--steps", "1",
+    out = subprocess.run([sys.executable, "-m", "ddpm", "sample", str(workspace / "run"), "--num", "64", "--steps", "1",
                           "--out", str(target)], capture_output=True, text=True, preexec_fn=limit,
                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert out.returncode == 2 and "Traceback" not in out.stderr

@@ -9,14 +9,13 @@ from torch import nn
 from ddpm.cli import main
 from ddpm.config import classifier_config
 from ddpm.errors import DdpmError
-from ddpm.generate import generate
 from ddpm.guidance import ClassifierFreeGuidance, ClassifierGuidance
 from ddpm.nets import ClassifierConfig, NoisyClassifier, UNet, UNetConfig
 from ddpm.parameterization import target_for, to_x0_eps
 from ddpm.sampling import SAMPLERS, ddpm
 from ddpm.schedules import NoiseSchedule
 from ddpm.train import Trainer
-from helpers import sklearn_digits, tiny_config
+from helpers import generate_with, sklearn_digits, tiny_config
 from stats import Z
 
 
@@ -60,28 +59,91 @@ def test_classifier_maps_noisy_images_and_timesteps_to_logits_and_starts_uniform
         NoisyClassifier(ClassifierConfig(image_size=8, attention_resolutions=(), norm_groups=4))
 
 
+def guided_diffusion_variance(schedule, variance, t, u=None):
+    """``p_mean_variance``'s "variance" at index t in guided-diffusion, the Σ its ``condition_mean`` scales the gradient
+    by (a numpy-free transcription of its table): FIXED_SMALL the posterior variance (0 at t = 0, unlike the clipped
+    log-variance of the noise), FIXED_LARGE append(β̃₁, β[1:]), LEARNED_RANGE exp(f log β + (1 − f) log β̃ clipped)."""
+    betas = schedule.betas
+    abar = torch.cumprod(1 - betas, 0)
+    abar_prev = torch.cat([torch.ones(1, dtype=abar.dtype), abar[:-1]])
+    posterior_variance = betas * (1 - abar_prev) / (1 - abar)
+    if variance == "fixed_small":
+        return posterior_variance[t].item()
+    if variance == "fixed_large":
+        return torch.cat([posterior_variance[1:2], betas[1:]])[t].item()
+    min_log = torch.log(torch.cat([posterior_variance[1:2], posterior_variance[1:]]))[t]
+    frac = (u.double() + 1) / 2
+    return torch.exp(frac * torch.log(betas[t]) + (1 - frac) * min_log).float()
+
+
+@pytest.mark.parametrize("t", [40, 0])
 @pytest.mark.parametrize("variance", ["fixed_small", "fixed_large", "learned_range"])
-def test_ancestral_mean_moves_by_s_sigma_squared_times_the_gradient(variance):
-    """Dhariwal & Nichol's Algorithm 1: μ' = μ + sΣ∇ log p(y | x_t). A single naive step at t is the sampler's last
-    (no noise), so its output is the mean itself."""
+def test_ancestral_mean_moves_by_s_sigma_squared_times_the_gradient(variance, t):
+    """Dhariwal & Nichol's Algorithm 1 as guided-diffusion's ``p_sample`` does it: μ' = μ + Σ s∇ log p(y | x_t) with
+    Σ = ``p_mean_variance``'s variance. A single naive step at t is the sampler's last (no noise), so its output is
+    the mean itself. At t = 0 Σ is 0 for ``fixed_small`` (β̃₀ = 0: the last step is not guided), β̃₁ for
+    ``fixed_large`` and the learned Σ_θ for ``learned_range``."""
     schedule, clf = NoiseSchedule.from_name("linear", 100), tiny_classifier()
     learned = variance == "learned_range"
     net = tiny_denoiser(out_channels=2 if learned else None)
     x, y, s = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(2)), torch.tensor([0, 3, 5, 9]), 3.0
-    t = 40
     options = dict(timesteps=[t], skip="naive", variance=variance, cond={"y": y})
     plain = ddpm(lambda x_, t_, y=None: net(x_, t_), schedule, x, **options)
     guided = ddpm(ClassifierGuidance(net, clf, s, schedule), schedule, x, **options)
-    if learned:
-        from ddpm.variance import log_variance
+    u = net(x, torch.full((4,), t))[:, 1:] if learned else None
+    sigma2 = guided_diffusion_variance(schedule, variance, t, u)
+    shift = sigma2 * s * log_p_gradient(clf, x, torch.full((4,), t), y)
+    if variance == "fixed_small" and t == 0:
+        assert sigma2 == 0.0 and torch.equal(guided, plain)
+    else:  # the shift itself (~1e-5 at t = 0, where Σ is small), well above float32 rounding (~1e-7 here)
+        assert shift.abs().max() > 5e-6
+        torch.testing.assert_close(guided - plain, shift, rtol=0.05, atol=3e-7)
+    torch.testing.assert_close(guided, plain + shift, rtol=1e-5, atol=1e-6)
 
-        u = net(x, torch.full((4,), t))[:, 1:]
-        sigma2 = log_variance(schedule, torch.full((4,), t), variance, u, like=x.double()).exp().float()
-    else:
-        sigma2 = schedule.fixed_log_variance(variance)[t].exp().item()
-    expected = plain + sigma2 * s * log_p_gradient(clf, x, torch.full((4,), t), y)
-    assert (guided - plain).abs().max() > 1e-4  # the shift is not lost in rounding
-    torch.testing.assert_close(guided, expected, rtol=1e-5, atol=1e-6)
+
+class LinearClassifier(nn.Module):
+    """Two classes with logits ±k·Σx: log p(y | x) has an analytic, everywhere non-zero gradient."""
+
+    def forward(self, x, t):
+        z = 0.05 * x.flatten(1).sum(1)
+        return torch.stack([z, -z], 1)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm-solver++"])
+def test_algorithm_2_shifts_the_clipped_estimate_as_guided_diffusion_does(sampler):
+    """With clipping, guided-diffusion's ``ddim_sample`` clips x̂₀ in ``p_mean_variance``, recomputes ε̂ from it, shifts
+    that ε̂ (``condition_score``) and steps with the shifted pair, x̂₀' = clamp(x̂₀) + (1−ᾱ)/√ᾱ · s∇ left unclipped.
+    Transcribed here for a run over t = 60 → 0 with an ε̂ whose x̂₀ leaves [−1, 1]; DPM-Solver++'s first update is
+    first order, the same DDIM step. Clipping the shifted x̂₀ instead would give a different answer (checked)."""
+    schedule = NoiseSchedule.from_name("linear", 100)
+    wild = lambda x, t, y=None: -3 * x  # noqa: E731  (x̂₀ = (1 + 3√(1−ᾱ)) x / √ᾱ)
+    clf, s = LinearClassifier(), 4.0
+    x_T = torch.randn(6, 1, 2, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 0, 1, 0, 1])
+    infos = []
+    out = SAMPLERS[sampler](ClassifierGuidance(wild, clf, s, schedule), schedule, x_T, timesteps=[0, 60], clip_x0=True,
+                            cond={"y": y}, callback=infos.append)
+
+    abar = schedule.alphas_cumprod
+    sqrt_recip, sqrt_recipm1 = (1 / abar).sqrt(), (1 / abar - 1).sqrt()
+
+    def condition_score(x, t):  # p_mean_variance(clip_denoised=True), then condition_score
+        pred_xstart = (sqrt_recip[t] * x - sqrt_recipm1[t] * wild(x, t)).clamp(-1, 1)
+        eps = (sqrt_recip[t] * x - pred_xstart) / sqrt_recipm1[t]
+        grad = s * log_p_gradient(clf, x.float(), torch.full((len(x),), t), y).double()
+        eps = eps - (1 - abar[t]).sqrt() * grad
+        return sqrt_recip[t] * x - sqrt_recipm1[t] * eps, eps, pred_xstart, grad
+
+    x0_60, eps_60, clipped_60, grad_60 = condition_score(x_T, 60)
+    x_0 = x0_60 * abar[0].sqrt() + (1 - abar[0]).sqrt() * eps_60  # ddim_sample, η = 0, from t = 60 to t = 0
+    x0_0, _, _, _ = condition_score(x_0, 0)
+    torch.testing.assert_close(infos[0].x0_pred, x0_60, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(infos[1].x_t, x_0, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out, x0_0, rtol=1e-6, atol=1e-6)
+    # the test can tell the orders apart: the shifted x̂₀ leaves [−1, 1], so clipping it again would move it
+    raw_60 = sqrt_recip[60] * x_T - sqrt_recipm1[60] * wild(x_T, 60)
+    shift_60 = (1 - abar[60]) / abar[60].sqrt() * grad_60
+    assert (x0_60 - (raw_60 + shift_60).clamp(-1, 1)).abs().max() > 0.05 and x0_60.abs().max() > 1.05
 
 
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v", "mu"])
@@ -122,16 +184,19 @@ def test_classifier_guidance_on_top_of_classifier_free_guidance_passes_through_e
     schedule, clf, net = NoiseSchedule.from_name("linear", 50), tiny_classifier(), tiny_denoiser(num_classes=10)
     labels = torch.tensor([0, 4, 7])
     common = dict(num=3, shape=(1, 8, 8), sampler=sampler, steps=6, labels=labels, seed=1, clip_x0=False)
-    cfg = generate(net, schedule, guidance=1.5, **common)
-    both = generate(net, schedule, guidance=1.5, classifier=clf, classifier_scale=4.0, **common)
+    cfg = generate_with(net, schedule, guidance=1.5, **common)
+    both = generate_with(net, schedule, guidance=1.5, classifier=clf, classifier_scale=4.0, **common)
     assert both.shape == (3, 1, 8, 8) and not torch.equal(both, cfg)
-    assert torch.equal(generate(net, schedule, guidance=1.5, classifier=clf, classifier_scale=0.0, **common), cfg)
+    assert torch.equal(generate_with(net, schedule, guidance=1.5, classifier=clf, classifier_scale=0.0, **common), cfg)
     # the labels reach the conditional model too: the inner wrapper is the classifier-free guided model
     wrapped = ClassifierGuidance(ClassifierFreeGuidance(net, 1.5, 10), clf, 1.0, schedule, pass_labels=True)
     out, _ = wrapped.output_and_gradient(torch.randn(3, 1, 8, 8), torch.tensor([5, 5, 5]), labels)
     assert out.shape == (3, 1, 8, 8)
-    with pytest.raises(DdpmError, match="needs class labels"):
-        generate(net, schedule, num=3, shape=(1, 8, 8), sampler=sampler, steps=6, classifier=clf, classifier_scale=1.0)
+    # without labels the model's classes are asked for in turn (0, 1, 2 here), the classifier guiding towards them
+    no_labels = {k: v for k, v in common.items() if k != "labels"}
+    assert torch.equal(generate_with(net, schedule, guidance=1.5, classifier=clf, classifier_scale=4.0, **no_labels),
+                       generate_with(net, schedule, guidance=1.5, classifier=clf, classifier_scale=4.0,
+                                **{**common, "labels": torch.arange(3)}))
 
 
 # -- a mixture of two Gaussians, where guidance has an exact answer ------------------------------------------------
@@ -334,7 +399,7 @@ def test_a_classifier_s_labels_are_not_taken_for_a_context_model_s_vectors():
     net = randomised(UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1, 2), attention_resolutions=(4,),
                                      head_channels=8, norm_groups=4, context_dim=3)))
     common = dict(num=2, shape=(1, 8, 8), sampler="ddim", steps=4, seed=0, labels=torch.tensor([7, 9]))
-    guided = generate(net, schedule, classifier=clf, classifier_scale=2.0, **common)
+    guided = generate_with(net, schedule, classifier=clf, classifier_scale=2.0, **common)
     from ddpm import rng
     from ddpm.data import to_uint8
 
@@ -342,5 +407,5 @@ def test_a_classifier_s_labels_are_not_taken_for_a_context_model_s_vectors():
     by_hand = SAMPLERS["ddim"](ClassifierGuidance(net, clf, 2.0, schedule), schedule, rng.randn((2, 1, 8, 8), noise, "cpu"),
                                steps=4, clip_x0=True, generator=noise, cond={"y": torch.tensor([7, 9])})
     assert torch.equal(guided, to_uint8(by_hand))
-    with_vectors = generate(net, schedule, classifier=clf, classifier_scale=2.0, contexts=torch.tensor([[1.0, 0, 0]]), **common)
+    with_vectors = generate_with(net, schedule, classifier=clf, classifier_scale=2.0, contexts=torch.tensor([[1.0, 0, 0]]), **common)
     assert with_vectors.shape == guided.shape and not torch.equal(with_vectors, guided)

@@ -108,9 +108,9 @@ def test_sample_and_eval_use_the_runs_sample_settings_then_the_flags_given(run_d
 
 
 def test_console_script_help_and_no_traceback(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "ddpm.cli", "train", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "ddpm", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--max-minutes" in out.stdout and "default" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "ddpm.cli", "sample", str(tmp_path), "--out", "x.npz"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "ddpm", "sample", str(tmp_path), "--out", "x.npz"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "holds no checkpoint" in bad.stderr
 
 

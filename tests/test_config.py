@@ -97,10 +97,13 @@ def test_sample_settings_rule():
     s = c.sample_settings(sampler="ddpm")
     assert (s.sampler, s.steps, s.eta) == ("ddpm", 30, 0.0)  # eta is DDIM's: it goes with another sampler
     assert c.sample_settings(steps=7, clip_x0=False).steps == 7
-    assert s.generate_options() == {"sampler": "ddpm", "steps": 30, "clip_x0": True, "guidance": 0.0, "guidance_interval": (0.0, 1.0)}
-    assert c.sample_settings(guidance_interval=(0.1, 0.6)).generate_options()["guidance_interval"] == (0.1, 0.6)
+    from ddpm.denoiser import plan_from_settings
+    from ddpm.sampling.plan import SamplingPlan
+
+    assert plan_from_settings(s) == SamplingPlan(sampler="ddpm", steps=30, clip_x0=True, guidance=0.0)
+    assert plan_from_settings(c.sample_settings(guidance_interval=(0.1, 0.6))).guidance_interval == (0.1, 0.6)
     with pytest.raises(DdpmError, match="sample.guidance_from must be below sample.guidance_to"):
         c.sample_settings(guidance_interval=(0.6, 0.1))
-    assert c.sample.generate_options()["eta"] == 0.5
+    assert plan_from_settings(c.sample).eta == 0.5
     with pytest.raises(DdpmError, match="sample.eta must be 0 for the dpm-solver\\+\\+ sampler"):
         c.sample_settings(sampler="dpm-solver++", eta=0.3)

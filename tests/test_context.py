@@ -12,14 +12,15 @@ from ddpm.cli import main
 from ddpm.config import RunConfig
 from ddpm.data import load_dataset
 from ddpm.errors import DdpmError
-from ddpm.generate import generate, one_hot
+from ddpm.conditioning import one_hot
 from ddpm.guidance import ClassifierFreeGuidance
 from ddpm.nets import UNet, UNetConfig
 from ddpm.sampling import SAMPLERS
+from ddpm.sampling.plan import SamplingPlan
 from ddpm.schedules import NoiseSchedule
 from ddpm.train import Trainer
 from ddpm.train.step import train_step
-from helpers import sklearn_digits, tiny_config
+from helpers import sklearn_digits, tiny_config, denoiser_of, generate_with
 
 CPU = torch.device("cpu")
 
@@ -84,16 +85,16 @@ def test_labels_of_a_onehot_model_are_its_one_hot_contexts_in_every_sampler(samp
     net, schedule = context_net("scale", k=10), NoiseSchedule.from_name("linear", 50)
     labels = torch.tensor([3, 5, 7])
     common = dict(num=3, shape=(1, 8, 8), sampler=sampler, steps=5, seed=2, guidance=1.0)
-    by_labels = generate(net, schedule, labels=labels, **common)
-    assert torch.equal(by_labels, generate(net, schedule, contexts=one_hot(labels, 10), **common))
-    mixture = generate(net, schedule, contexts=torch.tensor([[0.0] * 3 + [0.5, 0, 0.5] + [0.0] * 4]), **common)
+    by_labels = generate_with(net, schedule, labels=labels, **common)
+    assert torch.equal(by_labels, generate_with(net, schedule, contexts=one_hot(labels, 10), **common))
+    mixture = generate_with(net, schedule, contexts=torch.tensor([[0.0] * 3 + [0.5, 0, 0.5] + [0.0] * 4]), **common)
     assert mixture.shape == (3, 1, 8, 8) and not torch.equal(mixture, by_labels)
     with pytest.raises(DdpmError, match="must have 10 numbers"):
-        generate(net, schedule, contexts=torch.zeros(1, 4), **common)
+        generate_with(net, schedule, contexts=torch.zeros(1, 4), **common)
     with pytest.raises(DdpmError, match="finite"):
-        generate(net, schedule, contexts=torch.full((1, 10), float("nan")), **common)
+        generate_with(net, schedule, contexts=torch.full((1, 10), float("nan")), **common)
     with pytest.raises(DdpmError, match="takes none"):
-        generate(UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1,), attention_resolutions=(), norm_groups=4)),
+        generate_with(UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1,), attention_resolutions=(), norm_groups=4)),
                  schedule, contexts=torch.zeros(1, 10), **{**common, "guidance": 0.0})
 
 
@@ -262,11 +263,11 @@ def test_the_guidance_sweep_rows_are_the_samples_of_each_weight_from_the_same_no
     net, schedule = context_net("scale", k=10), NoiseSchedule.from_name("linear", 50)
     labels = torch.arange(4)
     weights = (0.0, 1.0, 3.0)
-    finals, records = guidance_sweep(net, schedule, (1, 8, 8), weights, cond={"context": one_hot(labels, 10)},
-                                     sampler="ddpm", steps=5, seed=7)
+    denoiser = denoiser_of(net, schedule, (1, 8, 8), onehot=True)
+    finals, records = guidance_sweep(denoiser, SamplingPlan(sampler="ddpm", steps=5, labels=labels), weights, num=4, seed=7)
     assert finals.shape == (3, 4, 1, 8, 8) and len(records) == 3 and len(records[0].steps) == 5
     for row, w in zip(finals, weights):
-        assert torch.equal(row, generate(net, schedule, num=4, shape=(1, 8, 8), sampler="ddpm", steps=5, labels=labels,
+        assert torch.equal(row, generate_with(net, schedule, num=4, shape=(1, 8, 8), sampler="ddpm", steps=5, labels=labels,
                                          guidance=w, seed=7))
     assert not torch.equal(finals[0], finals[2])
 
@@ -278,11 +279,12 @@ def test_the_interpolation_holds_each_row_s_noise_and_ends_at_both_contexts():
 
     net, schedule = context_net("adagn", k=10), NoiseSchedule.from_name("linear", 50)
     c1, c2 = one_hot(torch.tensor([3]), 10)[0], one_hot(torch.tensor([5]), 10)[0]
-    cells = interpolation_cells(net, schedule, (1, 8, 8), c1, c2, frames=4, rows=2, sampler="ddim", steps=4, seed=1)
+    cells = interpolation_cells(denoiser_of(net, schedule, (1, 8, 8)), SamplingPlan(sampler="ddim", steps=4), c1, c2,
+                                frames=4, rows=2, seed=1)
     assert cells.shape == (2, 4, 1, 8, 8)
     common = dict(num=2, shape=(1, 8, 8), sampler="ddim", steps=4, seed=1, clip_x0=True)
-    assert torch.equal(cells[:, 0], generate(net, schedule, contexts=c1[None], **common))
-    assert torch.equal(cells[:, -1], generate(net, schedule, contexts=c2[None], **common))
+    assert torch.equal(cells[:, 0], generate_with(net, schedule, contexts=c1[None], **common))
+    assert torch.equal(cells[:, -1], generate_with(net, schedule, contexts=c2[None], **common))
     assert not torch.equal(cells[:, 1], cells[:, 0]) and not torch.equal(cells[:, 1], cells[:, -1])
     assert interpolation_strip(cells, scale=1).size[0] > 4 * 8
 

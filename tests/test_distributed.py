@@ -33,7 +33,7 @@ def ddpm(*args: str, nproc: int = 1, check: bool = True, **kwargs) -> subprocess
     """``ddpm ARGS`` in one process, or under ``torchrun --standalone --nproc_per_node nproc``."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
     kwargs.setdefault("env", ENV)
-    out = subprocess.run([*launcher, "-m", "ddpm.cli", *args], capture_output=True, text=True, timeout=300, **kwargs)
+    out = subprocess.run([*launcher, "-m", "ddpm", *args], capture_output=True, text=True, timeout=300, **kwargs)
     if check:
         assert out.returncode == 0, out.stderr[-3000:]
     return out
@@ -135,7 +135,7 @@ def children_running(marker: str) -> list[int]:
 
 def test_sigterm_to_one_rank_stops_every_rank_with_one_checkpoint(data_dir, tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ddpm.cli",
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ddpm",
                              "train", *TINY, "--data-dir", str(data_dir), "--steps", "100000", "--out", str(run),
                              "--set", "train.checkpoint_every=100000"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = run / "metrics.jsonl"
@@ -175,7 +175,7 @@ def test_a_rank_that_cannot_reach_the_others_gives_up_in_one_sentence(tmp_path):
     env = {**ENV, "WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
            "DDPM_DIST_TIMEOUT": "3"}
     started = time.time()
-    out = subprocess.run([sys.executable, "-m", "ddpm.cli", "train", "--steps", "1", "--out", str(tmp_path / "r")],
+    out = subprocess.run([sys.executable, "-m", "ddpm", "train", "--steps", "1", "--out", str(tmp_path / "r")],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 2 and time.time() - started < 60
     assert "could not join the 2 processes at 127.0.0.1" in out.stderr and not OUR_FRAME.search(out.stderr)

@@ -186,7 +186,7 @@ def test_eval_end_to_end_on_a_tiny_run(image_sets, tmp_path, capsys, monkeypatch
 
 
 def test_eval_table_shows_each_number_with_its_uncertainty():
-    from ddpm.evaluate import table_cells
+    from ddpm.eval_table import table_cells
 
     row = {"sampler": "ddpm", "steps": 50, "num": 1000, "fid": 12.345, "fid_low": 10.0, "fid_high": 15.25,
            "domain_asked": 0.96, "domain_asked_se": 0.0062, "nll_bpd": 1.2345, "nll_bpd_stderr": 0.0101,

@@ -1,10 +1,11 @@
-"""generate(): per-sample noise streams make a seed's images independent of the batch they are drawn in."""
+"""generate_with(): per-sample noise streams make a seed's images independent of the batch they are drawn in."""
 import pytest
 import torch
 
+from helpers import generate_with
+
 from ddpm import rng
 from ddpm.errors import DdpmError
-from ddpm.generate import generate
 from ddpm.schedules import NoiseSchedule
 
 
@@ -20,14 +21,14 @@ SCHEDULE = NoiseSchedule.from_name("cosine", 100)
                                               ("ddim", {"eta": 0.0}), ("dpm-solver++", {})])
 def test_a_seed_gives_the_same_images_whatever_the_batch_size(sampler, options):
     kwargs = {"num": 5, "shape": (1, 4, 4), "sampler": sampler, "steps": 10, "seed": 7, **options}
-    whole = generate(smooth_model, SCHEDULE, batch_size=5, **kwargs)
-    assert torch.equal(whole, generate(smooth_model, SCHEDULE, batch_size=2, **kwargs))
-    assert torch.equal(whole, generate(smooth_model, SCHEDULE, batch_size=1, **kwargs))
+    whole = generate_with(smooth_model, SCHEDULE, batch_size=5, **kwargs)
+    assert torch.equal(whole, generate_with(smooth_model, SCHEDULE, batch_size=2, **kwargs))
+    assert torch.equal(whole, generate_with(smooth_model, SCHEDULE, batch_size=1, **kwargs))
     # a shard that starts at sample 3 draws samples 3 and 4 of the whole run
-    shard = generate(smooth_model, SCHEDULE, **{**kwargs, "num": 2}, first_index=3)
+    shard = generate_with(smooth_model, SCHEDULE, **{**kwargs, "num": 2}, first_index=3)
     assert torch.equal(whole[3:], shard)
     # another seed gives other images, and the samples of one run differ from one another
-    assert not torch.equal(whole, generate(smooth_model, SCHEDULE, batch_size=5, **{**kwargs, "seed": 8}))
+    assert not torch.equal(whole, generate_with(smooth_model, SCHEDULE, batch_size=5, **{**kwargs, "seed": 8}))
     assert len({tuple(img.flatten().tolist()) for img in whole}) == 5
 
 

@@ -5,12 +5,11 @@ import pytest
 import torch
 
 from ddpm.errors import DdpmError
-from ddpm.generate import generate
 from ddpm.guidance import ClassifierFreeGuidance, drop_labels
 from ddpm.nets import UNet, UNetConfig
 from ddpm.schedules import NoiseSchedule
 from ddpm.train import Trainer
-from helpers import sklearn_digits, tiny_config
+from helpers import sklearn_digits, tiny_config, generate_with
 from stats import Z
 
 
@@ -53,13 +52,14 @@ def test_generate_with_guidance_changes_samples_and_refuses_what_cannot_be_guide
     net, schedule = conditional_net(), NoiseSchedule.from_name("linear", 50)
     labels = torch.arange(4)
     kwargs = dict(num=4, shape=(1, 8, 8), sampler="ddim", steps=5, labels=labels, seed=3)
-    plain, guided = generate(net, schedule, **kwargs), generate(net, schedule, guidance=2.0, **kwargs)
+    plain, guided = generate_with(net, schedule, **kwargs), generate_with(net, schedule, guidance=2.0, **kwargs)
     assert plain.shape == guided.shape == (4, 1, 8, 8) and not torch.equal(plain, guided)
-    with pytest.raises(ValueError, match="needs class labels"):
-        generate(net, schedule, num=4, shape=(1, 8, 8), steps=5, guidance=1.0)
+    # without labels a class-conditional model is asked for its classes in turn (0, 1, 2, 3 here)
+    del kwargs["labels"]
+    assert torch.equal(generate_with(net, schedule, guidance=2.0, **kwargs), guided)
     unconditional = UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1,), attention_resolutions=(), norm_groups=4))
     with pytest.raises(ValueError, match="needs a class- or context-conditional model; this one is unconditional"):
-        generate(unconditional, schedule, num=2, shape=(1, 8, 8), steps=5, labels=labels[:2], guidance=1.0)
+        generate_with(unconditional, schedule, num=2, shape=(1, 8, 8), steps=5, labels=labels[:2], guidance=1.0)
 
 
 @pytest.mark.parametrize("p", [0.0, 0.3])
@@ -78,9 +78,9 @@ def test_trainer_drops_labels_at_the_configured_rate(tmp_path, p):
 def test_generate_refuses_eta_for_a_sampler_that_takes_none():
     net = UNet(UNetConfig(image_size=8, base_channels=8, channel_mults=(1,), attention_resolutions=(), norm_groups=4))
     for sampler in ("ddpm", "dpm-solver++"):  # dropped silently before
-        with pytest.raises(DdpmError, match=f"the '{re.escape(sampler)}' sampler takes no eta"):
-            generate(net, NoiseSchedule.from_name("linear", 10), num=2, shape=(1, 8, 8), sampler=sampler, steps=3, eta=0.0)
-    generate(net, NoiseSchedule.from_name("linear", 10), num=2, shape=(1, 8, 8), sampler="ddim", steps=3, eta=0.5)
+        with pytest.raises(DdpmError, match=f"the {re.escape(sampler)} sampler takes no eta"):
+            generate_with(net, NoiseSchedule.from_name("linear", 10), num=2, shape=(1, 8, 8), sampler=sampler, steps=3, eta=0.0)
+    generate_with(net, NoiseSchedule.from_name("linear", 10), num=2, shape=(1, 8, 8), sampler="ddim", steps=3, eta=0.5)
 
 
 def test_guidance_of_a_learned_variance_model_guides_the_mean_and_keeps_the_conditional_variance():
@@ -133,10 +133,10 @@ def test_a_guidance_interval_guides_inside_and_runs_one_conditional_pass_outside
 def test_sampling_with_a_guidance_interval_spends_fewer_passes_and_the_full_interval_changes_nothing():
     schedule = NoiseSchedule.from_name("linear", 50)
     kwargs = dict(num=4, shape=(1, 8, 8), sampler="ddpm", steps=10, labels=torch.arange(4), seed=3, guidance=2.0)
-    plain = generate(conditional_net(), schedule, **kwargs)
-    assert torch.equal(generate(conditional_net(), schedule, guidance_interval=(0.0, 1.0), **kwargs), plain)
+    plain = generate_with(conditional_net(), schedule, **kwargs)
+    assert torch.equal(generate_with(conditional_net(), schedule, guidance_interval=(0.0, 1.0), **kwargs), plain)
     counting = CountingNet(conditional_net())
-    within = generate(counting, schedule, guidance_interval=(0.0, 0.5), **kwargs)
+    within = generate_with(counting, schedule, guidance_interval=(0.0, 0.5), **kwargs)
     # the steps at t ≤ 0.5·T = 25 are guided (a batch of 2 × 4), the others one conditional pass (4)
     assert all(size == (8 if t <= 25 else 4) for size, t in counting.calls), counting.calls
     assert {size for size, _ in counting.calls} == {4, 8} and not torch.equal(within, plain)

@@ -220,7 +220,7 @@ def test_an_exact_denoiser_with_learned_variance_reproduces_the_data():
     xT = torch.randn(20_000, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     model = with_variance_head(exact_denoiser(s), -1.0)
     m, v = ddpm_exact_moments(s, list(range(1000)), "fixed_small")
-    x0 = sample(model, s, xT, sampler="ddpm", variance="learned_range", generator=torch.Generator().manual_seed(1))
+    x0 = sample(model, s, xT, sampler="ddpm", variance="learned_range", clip_x0=False, generator=torch.Generator().manual_seed(1))
     assert_gaussian_moments(x0, m, v)
     assert_gaussian_moments(x0, MU, S**2, bias_var=0.025, bias_mean=1e-3)
 
@@ -237,12 +237,76 @@ def test_a_mu_model_samples_like_the_eps_model_it_equals(sampler):
         return s.posterior_mean_coef1[t][:, None] * x0 + s.posterior_mean_coef2[t][:, None] * x
 
     xT = torch.randn(32, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    a = sample(eps_model, s, xT, sampler=sampler, steps=10, generator=torch.Generator().manual_seed(1))
-    b = sample(mu_model, s, xT, sampler=sampler, steps=10, prediction="mu", generator=torch.Generator().manual_seed(1))
+    # unclipped: the Gaussian data leave [−1, 1], and ancestral DDPM clips an ε model's x̂₀ but never a μ̃ model's mean
+    a = sample(eps_model, s, xT, sampler=sampler, steps=10, clip_x0=False, generator=torch.Generator().manual_seed(1))
+    b = sample(mu_model, s, xT, sampler=sampler, steps=10, prediction="mu", clip_x0=False,
+               generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
 
 
+@pytest.mark.parametrize("skip", ["naive", "respace"])
+@pytest.mark.parametrize("t", [0, 30])
+def test_ancestral_ddpm_steps_to_a_mu_model_s_own_mean_with_clipping_on(t, skip):
+    """improved-diffusion's ``p_mean_variance`` with PREVIOUS_X: the mean is the model's output even with
+    clip_denoised, which clips only the x̂₀ reported. One step at t is the run's last (no noise): its output is the
+    mean. Naive, that is μ̃ itself; respaced, the one-step posterior mean at t, which is x̂₀ — unclipped either way."""
+    s = NoiseSchedule.from_name("linear", 50)
+    x = torch.randn(16, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    mu_model = lambda x_, t_: 3.0 * x_  # noqa: E731  (its x̂₀ leaves [−1, 1])
+    infos = []
+    out = sample(mu_model, s, x, sampler="ddpm", prediction="mu", timesteps=[t], skip=skip, clip_x0=True,
+                 callback=infos.append)
+    implied_x0 = x0_from_mu(x, 3.0 * x, (s.posterior_mean_coef1[t], s.posterior_mean_coef2[t]))
+    assert implied_x0.abs().max() > 1.5
+    torch.testing.assert_close(out, 3.0 * x if skip == "naive" else implied_x0, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(infos[0].x0_pred, implied_x0.clamp(-1, 1), rtol=1e-12, atol=1e-12)
+
+
 # -- NLL --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variance", ["fixed_small", "fixed_large"])
+def test_the_nll_bound_of_a_mu_model_scores_its_raw_mean_with_clipping_on(variance):
+    """improved-diffusion's ``_vb_terms_bpd`` with PREVIOUS_X and clip_denoised: the KL terms and the decoder use the
+    model's μ̃ as it is (``p_mean_variance`` returns model_mean = model_output); only an ε/x₀ model's x̂₀ is clipped.
+    Every term against the numpy transcription (reference_improved_diffusion.py, with the exact normal CDF ddpm
+    uses) at the raw mean, for a μ̃ model whose implied x̂₀ = (μ̃ − c₂x_t)/c₁ leaves [−1, 1] at every t (the
+    images hold ±1 pixels). μ̃ = 1.05 x_t stays within a few σ of the data at t = 0, where the reference's floor
+    of 10⁻¹² on a bin's probability (ddpm has none) would otherwise decide the decoder term."""
+    import numpy as np
+
+    from reference_improved_diffusion import Reference, discretized_gaussian_log_likelihood, normal_kl
+
+    s = NoiseSchedule.from_name("linear", 20)
+    ref = Reference(s.betas.numpy())
+    seen = []
+
+    def mu_model(x_t, t):
+        mean = 1.05 * x_t
+        seen.append((x_t.double().numpy(), mean.double().numpy(), int(t[0])))
+        return mean
+
+    x0 = images(3)
+    x0[:, :, 0, :2] = torch.tensor([1.0, -1.0])
+    out = vlb_terms(mu_model, s, x0, prediction="mu", variance=variance, clip_x0=True,
+                    generator=torch.Generator().manual_seed(0))
+    assert sorted(t for _, _, t in seen) == list(range(s.num_timesteps))
+    log_var = {"fixed_small": ref.posterior_log_variance_clipped,
+               "fixed_large": np.log(np.append(ref.posterior_variance[1], ref.betas[1:]))}[variance]
+    x0_np = x0.double().numpy()
+    for x_t, mean, t in seen:  # mean: the model's own, unclipped
+        implied_x0 = (mean - ref.posterior_mean_coef2[t] * x_t) / ref.posterior_mean_coef1[t]
+        assert np.abs(implied_x0).max() > 1.01, t
+        if t == 0:
+            decoder = discretized_gaussian_log_likelihood(x0_np, mean, 0.5 * log_var[t], exact_cdf=True)
+            assert decoder.min() > np.log(1e-11)  # the reference's floor not reached
+            expected = -decoder.mean((1, 2, 3)) / np.log(2.0)
+        else:
+            true_mean, true_log_var = ref.q_posterior(x0_np, x_t, t)
+            expected = normal_kl(true_mean, true_log_var, mean, log_var[t]).mean((1, 2, 3)) / np.log(2.0)
+        torch.testing.assert_close(out["terms"][:, t], torch.from_numpy(expected), rtol=1e-8, atol=1e-10)
+
+
 def test_stratified_nll_estimate_covers_the_exact_sum_at_its_stated_rate():
     """R independent K-step estimates of the mean bound over 16 images, each with its standard error, against
     the exact T-step sum (with its own error): |z| < 2 in about 95% of them (binomial tolerance Z·√(pq/R))."""

@@ -176,7 +176,7 @@ def test_existing_run_is_kept_without_force(two_checkpoints, capsys):
     run, paths = two_checkpoints
     before = {p: p.read_bytes() for p in paths}
     assert main(["train", "--out", str(run), "--steps", "2", "--quiet"]) == 2
-    assert "already holds a run; use --resume to continue it or --force to replace it" in capsys.readouterr().err
+    assert "already holds a run; continue it (--resume) or replace it (--force)" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in paths} == before
 
 
@@ -189,7 +189,7 @@ TRAIN = ["--data", "mnist-idx", "--steps", "150", "--batch-size", "8", "--seed",
 
 
 def ddpm(*args) -> list[str]:
-    return [sys.executable, "-m", "ddpm.cli", "train", *args]
+    return [sys.executable, "-m", "ddpm", "train", *args]
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,13 @@ maps of x_T here): DDPM with all 1000 steps is within 2.5% in variance (moment p
 DDIM-50 within 17% and DPM-Solver++-20 within 6% (first- and second-order ODE solvers; their
 convergence orders are asserted separately against the exact ODE solution).
 """
+import math
+
 import pytest
 import torch
 
-from ddpm import NoiseSchedule, StepInfo, sample, spaced_timesteps
+from ddpm import NoiseSchedule, StepInfo, spaced_timesteps
+from ddpm import sample as ddpm_sample
 from ddpm.schedules import sampling_start
 from gaussian import MU, S, ddpm_exact_moments, exact_denoiser, ode_solution
 from stats import assert_gaussian_moments
@@ -17,6 +20,11 @@ from stats import assert_gaussian_moments
 N = 20_000
 LINEAR = NoiseSchedule.from_name("linear", 1000)
 COSINE = NoiseSchedule.from_name("cosine", 1000)
+
+
+def sample(*args, **kwargs):
+    """``ddpm.sample`` without x₀ clipping unless a test asks for it: the Gaussian test data leave [−1, 1]."""
+    return ddpm_sample(*args, **{"clip_x0": False, **kwargs})
 
 
 def noise(n=N, d=4, seed=0, dtype=torch.float64):
@@ -271,44 +279,110 @@ def test_bad_x_T_and_schedule():
         sample(_model, "linear", torch.zeros(2, 3))
 
 
+def official_multistep_dpm_solver_pp(model_fn, lam, alpha, sigma, ts, x, lower_order_final, order=2):
+    """A transcription of the official DPM-Solver's multistep loop (LuChengTHU/dpm-solver, ``DPM_Solver.sample`` with
+    method "multistep", algorithm "dpmsolver++", solver_type "dpmsolver", ``denoise_to_zero=True``), in float64, on the
+    decreasing timesteps ``ts`` (the official ``timesteps``: ``steps`` + 1 of them, its ``steps`` counting updates):
+        first order   x_t = (σ_t/σ_s) x − α_t φ₁ m₀,                         φ₁ = e^{−h} − 1,
+        second order  x_t = (σ_t/σ_s) x − α_t φ₁ m₀ − ½ α_t φ₁ (m₀ − m₁)/r₀,  r₀ = h₀/h,
+    the first update at first order, the update at step ``step`` at order min(order, steps + 1 − step) when
+    ``lower_order_final and steps < 10``, no evaluation after the last update, then one (``denoise_to_zero``) at
+    ts[-1]. Returns (the states after each update, with x first; the final x̂₀; the number of model evaluations)."""
+    evaluations = []
+
+    def m(x_, t_):
+        evaluations.append(t_)
+        return model_fn(x_, torch.full((len(x_),), t_))
+
+    def update(x_, t_prev, m_prev, t_, step_order):
+        h = lam[t_] - lam[t_prev[-1]]
+        phi_1 = torch.expm1(-h)
+        x_new = sigma[t_] / sigma[t_prev[-1]] * x_ - alpha[t_] * phi_1 * m_prev[-1]
+        if step_order == 2:
+            r0 = (lam[t_prev[-1]] - lam[t_prev[-2]]) / h
+            x_new = x_new - 0.5 * alpha[t_] * phi_1 * (m_prev[-1] - m_prev[-2]) / r0
+        return x_new
+
+    steps = len(ts) - 1
+    assert steps >= order
+    t_prev, m_prev, states = [ts[0]], [m(x, ts[0])], [x]
+    for step in range(1, order):
+        x = update(x, t_prev, m_prev, ts[step], step)
+        states.append(x)
+        t_prev.append(ts[step])
+        m_prev.append(m(x, ts[step]))
+    for step in range(order, steps + 1):
+        step_order = min(order, steps + 1 - step) if lower_order_final and steps < 10 else order
+        x = update(x, t_prev, m_prev, ts[step], step_order)
+        states.append(x)
+        t_prev, m_prev = t_prev[1:] + [ts[step]], m_prev[1:] + [m_prev[-1]]
+        if step < steps:
+            m_prev[-1] = m(x, ts[step])
+    return states, m(x, ts[-1]), len(evaluations)
+
+
 @pytest.mark.parametrize("lower_order_final", [True, False])
-def test_dpm_solver_pp_matches_the_official_multistep_update_on_a_non_uniform_grid(lower_order_final):
-    """Golden trajectory: the official DPM-Solver (LuChengTHU/dpm-solver, ``multistep_dpm_solver_second_update``,
-    algorithm "dpmsolver++", solver_type "dpmsolver") in float64 on a grid whose step ratios r = h_{i−1}/h_i
-    range over 0.02…20, so an inverted r or a wrong coefficient cannot pass:
-        x_t = (σ_t/σ_s) x − α_t φ₁ m₀ − ½ α_t φ₁ (m₀ − m₁)/r,   φ₁ = e^{−h} − 1,
-    the first step (and, under 10 evaluations with ``lower_order_final``, the step into t = 0) at first order
-    x_t = (σ_t/σ_s) x − α_t φ₁ m₀; the run ends with x̂₀ at t = 0."""
+@pytest.mark.parametrize("grid", [
+    [0, 2, 30, 35, 300, 310, 900],
+    [0, 2, 30, 35, 120, 300, 310, 600, 900],  # 9 evaluations = 8 official steps: lowered
+    [0, 2, 30, 35, 120, 300, 310, 600, 700, 900],  # 10 = 9 official steps: still lowered
+    [0, 2, 30, 35, 120, 300, 310, 450, 600, 700, 900],  # 11 = 10 official steps: second order to the end
+], ids=lambda g: f"{len(g)}-evaluations")
+def test_dpm_solver_pp_matches_the_official_multistep_loop_on_a_non_uniform_grid(grid, lower_order_final):
+    """Golden trajectory against ``official_multistep_dpm_solver_pp`` on grids whose step ratios r = h_{i−1}/h_i range
+    over 0.02…20, so an inverted r or a wrong coefficient cannot pass, and whose lengths straddle the official
+    ``lower_order_final`` threshold: the official run makes as many model evaluations as ddpm's (its ``steps``
+    updates and the final x̂₀), and lowers its last update exactly when ddpm does."""
     s = NoiseSchedule.from_name("cosine", 1000)
-    grid = [0, 2, 30, 35, 300, 310, 900]
     model = lambda x, t: torch.tanh(1.5 * x) * (0.4 + t.view(-1, 1).to(x.dtype) / 2000)  # noqa: E731  (x̂₀)
     xT = noise(6)
-    infos = []
-    out = sample(model, s, xT, sampler="dpm-solver++", timesteps=grid, prediction="x0", callback=infos.append,
-                 lower_order_final=lower_order_final)
+    infos, calls = [], []
+    out = sample(lambda x, t: calls.append(t) or model(x, t), s, xT, sampler="dpm-solver++", timesteps=grid,
+                 prediction="x0", callback=infos.append, lower_order_final=lower_order_final)
     abar = s.alphas_cumprod
     alpha, sigma = abar.sqrt(), (1 - abar).sqrt()
     lam = torch.log(alpha / sigma)
-    ts = list(reversed(grid))
-    x, m_prev, expected_states = xT.clone(), None, [xT.clone()]
-    for k in range(len(ts) - 1):
-        t_s, t = ts[k], ts[k + 1]
-        m0 = model(x, torch.full((len(x),), t_s))
-        h = lam[t] - lam[t_s]
-        phi_1 = torch.expm1(-h)
-        first_order = k == 0 or (lower_order_final and t == 0 and len(grid) < 10)
-        if first_order:
-            x = sigma[t] / sigma[t_s] * x - alpha[t] * phi_1 * m0
-        else:
-            r0 = (lam[t_s] - lam[ts[k - 1]]) / h
-            x = sigma[t] / sigma[t_s] * x - alpha[t] * phi_1 * m0 - 0.5 * alpha[t] * phi_1 * (m0 - m_prev) / r0
-        m_prev = m0
-        expected_states.append(x.clone())
-    for info, expected in zip(infos, expected_states):
+    states, x0, evaluations = official_multistep_dpm_solver_pp(model, lam, alpha, sigma, list(reversed(grid)), xT.clone(),
+                                                               lower_order_final)
+    assert len(calls) == evaluations == len(grid)
+    assert len(infos) == len(states)
+    for info, expected in zip(infos, states):
         torch.testing.assert_close(info.x_t, expected, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(out, model(x, torch.zeros(len(x), dtype=torch.long)), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, x0, rtol=1e-10, atol=1e-12)
+    ts = list(reversed(grid))
     r = [(lam[ts[k]] - lam[ts[k - 1]]) / (lam[ts[k + 1]] - lam[ts[k]]) for k in range(1, len(ts) - 1)]
     assert min(r) < 0.1 and max(r) > 5
+
+
+@pytest.mark.parametrize("schedule", [LINEAR, COSINE], ids=["linear", "cosine"])
+@pytest.mark.parametrize("evaluations, lowered", [(9, True), (10, True), (11, False)])
+def test_dpm_solver_pp_lowers_the_last_update_below_ten_official_steps(schedule, evaluations, lowered):
+    """``lower_order_final`` on the default grid: the update into t = 0 is the first-order (DDIM) one exactly when the
+    official code would lower it (fewer than 10 official steps = 11 evaluations), here with the exact Gaussian
+    denoiser, where it also moves the result towards the exact ODE solution (RMS 2.4e-2 → 1.6e-2 on linear at 10
+    evaluations; the bound 0.8 leaves room for the 4096 draws of x_T, which change these by under 2%)."""
+    xT = noise(4096)
+    runs = {}
+    for lower in (True, False):
+        infos = []
+        runs[lower] = sample(exact_denoiser(schedule), schedule, xT, sampler="dpm-solver++", steps=evaluations,
+                             lower_order_final=lower, callback=infos.append), infos
+    out, infos = runs[True]
+    before, last = infos[-2], infos[-1]  # the evaluation at t_1, and the state after the update into t = 0
+    a0, a1 = (schedule.alphas_cumprod[t].item() for t in (last.t, before.t))
+    h = 0.5 * (math.log(a0 / (1 - a0)) - math.log(a1 / (1 - a1)))
+    first_order = ((1 - a0) / (1 - a1)) ** 0.5 * before.x_t - a0**0.5 * math.expm1(-h) * before.x0_pred
+    assert last.t == 0
+    first = spaced_timesteps(1000, evaluations, "logsnr", schedule.alphas_cumprod,
+                             sampling_start(schedule.alphas_cumprod, evaluations))[-1]
+    exact = ode_solution(schedule, xT, first)
+    rms = {lower: ((x - exact) ** 2).mean().sqrt().item() for lower, (x, _) in runs.items()}
+    if lowered:
+        torch.testing.assert_close(last.x_t, first_order, rtol=1e-10, atol=1e-12)
+        assert rms[True] < 0.8 * rms[False], rms
+    else:
+        assert (last.x_t - first_order).abs().max() > 1e-4
+        assert torch.equal(out, runs[False][0])
 
 
 @pytest.mark.parametrize("variance", ["fixed_large", "fixed_small"])

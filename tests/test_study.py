@@ -14,7 +14,7 @@ from ddpm.cli import main
 
 from ddpm.study import STUDIES, StudySettings
 from ddpm.study.runner import STEPS_UNDER_A_TIME_BUDGET, arm_config
-from ddpm.study.stats import bootstrap_fid
+from ddpm.metrics.bootstrap import bootstrap_fid
 
 TINY = ["--set", "model.base_channels=16", "--set", "model.channel_mults=[1,2]", "--set", "train.sample_every=0",
         "--set", "sample.steps=3", "--set", "train.checkpoint_every=2", "--set", "data.limit=256", "--set", "train.log_every=2"]
@@ -157,7 +157,7 @@ def test_a_study_killed_between_and_inside_arms_ends_with_the_same_table(study_d
     assert main([*args, "--only", "linear"]) == 0  # as if killed after the first arm
     assert not (out / "study.md").exists() and (out / "arms" / "linear-s0" / "study-result.json").exists()
     # killed inside the second arm, right after its first checkpoint
-    process = subprocess.Popen([sys.executable, "-m", "ddpm.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, "-m", "ddpm", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = out / "arms" / "cosine-s0" / "checkpoints" / "step_00000002.safetensors"
     deadline = time.time() + 300
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
@@ -415,8 +415,9 @@ def test_the_guidance_study_trains_a_classifier_once_and_its_arms_sample_with_it
     """A classifier-scale arm: the study's model and a noise-aware classifier of it trained with the study's budget, and
     the arm's samples are generate()'s with that classifier at that scale (the same picture, byte for byte)."""
     from ddpm.checkpoint import load_config
-    from ddpm.generate import generate, labels_for
-    from ddpm.models import build_schedule, load_classifier, load_model
+    from ddpm.denoiser import Denoiser
+    from ddpm.generation import generate
+    from ddpm.models import load_classifier
     from ddpm.viz import save_grid
 
     out = tmp_path / "guidance"
@@ -428,11 +429,10 @@ def test_the_guidance_study_trains_a_classifier_once_and_its_arms_sample_with_it
                                                                 .read_text().splitlines()[-1])["step"] == 2
     result = json.loads((out / "arms" / "classifier s=2-s0" / "study-result.json").read_text())
     assert (result["classifier_scale"], result["guidance"]) == (2.0, 0.0) and "asked" in result
-    model, config, _ = load_model(out / "arms" / "model-s0")
-    d, s = config.data, config.sample_settings(guidance=0.0)
-    images = generate(model, build_schedule(config), num=10, shape=(d.channels, d.image_size, d.image_size),
-                      **s.generate_options(), **config.diffusion.model_options(), labels=labels_for(10, 10), seed=0,
-                      classifier=load_classifier(out / "arms" / "classifier-s0", config), classifier_scale=2.0, skip="respace")
+    denoiser = Denoiser.from_pretrained(out / "arms" / "model-s0")
+    plan = denoiser.plan(guidance=0.0, classifier=load_classifier(out / "arms" / "classifier-s0", denoiser.config),
+                         classifier_scale=2.0)
+    images = generate(denoiser, plan, 10, seed=0)
     save_grid(images, tmp_path / "mine.png", nrow=10, scale=1)
     assert (tmp_path / "mine.png").read_bytes() == (out / "arms" / "classifier s=2-s0" / "study-samples.png").read_bytes()
     four = (out / "arms" / "classifier s=4-s0" / "study-samples.png").read_bytes()

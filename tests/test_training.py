@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from ddpm.errors import DdpmError
-from ddpm.generate import generate
+from ddpm.denoiser import Denoiser
+from ddpm.generation import generate
+from ddpm.sampling.plan import SamplingPlan
 from ddpm.models import build_schedule, load_model
 from ddpm.train import Trainer
 from ddpm.train.trainer import progress_grid_size
@@ -37,11 +39,12 @@ def test_checkpoint_round_trip_gives_identical_samples(tmp_path):
     assert step == 10 and loaded_config == trainer.config
     for a, b in zip(model.state_dict().values(), trainer.ema.state_dict().values()):
         assert torch.equal(a, b)
-    kwargs = dict(num=6, shape=(1, 8, 8), sampler="ddpm", steps=20, seed=3)
-    x = generate(trainer.ema, build_schedule(config), **kwargs)
-    y = generate(model, build_schedule(loaded_config), **kwargs)
+    plan = SamplingPlan(sampler="ddpm", steps=20)
+    loaded = Denoiser.from_pretrained(tmp_path / "run")
+    x = generate(trainer.denoiser(), plan, 6, seed=3)
+    y = generate(loaded, plan, 6, seed=3)
     assert x.dtype == torch.uint8 and torch.equal(x, y)
-    z = generate(model, build_schedule(loaded_config), **{**kwargs, "seed": 4})
+    z = generate(loaded, plan, 6, seed=4)
     assert not torch.equal(x, z)
 
 
@@ -76,7 +79,7 @@ def test_conditional_training_and_time_budget(tmp_path):
 def test_existing_run_is_not_overwritten(tmp_path):
     config = tiny_config(train={"steps": 2})
     Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True).run()
-    with pytest.raises(ValueError, match="already holds a run; use --resume to continue it or --force to replace it"):
+    with pytest.raises(ValueError, match="already holds a run; continue it \\(resume=True\\) or replace it \\(force=True\\)"):
         Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True)
     Trainer(config, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True, force=True)
 
@@ -91,7 +94,7 @@ def test_resume_applies_the_one_rule_of_what_may_change(tmp_path):
     assert trainer.run()["steps"] == 8
     # anything else is refused, naming the keys, instead of being silently dropped
     other = tiny_config(train={"steps": 8, "lr": 1e-4}, diffusion={"schedule": "cosine"})
-    with pytest.raises(DdpmError, match="keeps its saved config except train.steps and train.max_minutes; this one changes "
+    with pytest.raises(DdpmError, match="keeps its saved config except train.steps and train.max_minutes and train.log_to; this one changes "
                                         "diffusion.schedule, train.lr"):
         Trainer(other, tmp_path / "run", CPU, data=sklearn_digits(64), quiet=True, resume=True)
     # no config: the saved one as it is

@@ -9,8 +9,10 @@ from PIL import Image
 
 from ddpm.cli import main
 from ddpm.nets import build_denoiser
+from ddpm.sampling.plan import SamplingPlan
 from ddpm.schedules import NoiseSchedule
 from ddpm.viz import labelled_panel, plots, process
+from helpers import denoiser_of
 from test_cli import TINY
 
 
@@ -53,7 +55,8 @@ def rgb_net():
 
 def test_reverse_trajectory_gif_and_strip(rgb_net, tmp_path):
     schedule = NoiseSchedule.from_name("linear", 50)
-    record, final = process.reverse_trajectory(rgb_net, schedule, (3, 8, 8), num=3, sampler="ddim", steps=10)
+    record, final = process.reverse_trajectory(denoiser_of(rgb_net, schedule, (3, 8, 8)), SamplingPlan(sampler="ddim", steps=10),
+                                               num=3)
     assert len(record.steps) == 10 and final.shape == (3, 3, 8, 8) and final.dtype == torch.uint8
     assert [t for t, _, _ in record.steps] == sorted([t for t, _, _ in record.steps], reverse=True)
     gif = process.trajectory_gif(record, final, tmp_path / "r.gif", max_frames=6)
@@ -65,10 +68,11 @@ def test_reverse_trajectory_gif_and_strip(rgb_net, tmp_path):
 
 def test_sampler_comparison_has_one_row_per_sampler(rgb_net):
     schedule = NoiseSchedule.from_name("linear", 30)
-    panel = process.sampler_comparison(rgb_net, schedule, (3, 8, 8), steps=5, num=3, scale=2)
+    denoiser, plan = denoiser_of(rgb_net, schedule, (3, 8, 8)), SamplingPlan()
+    panel = process.sampler_comparison(denoiser, plan, steps=5, num=3, scale=2)
     _, header_h, pad, cw, ch = panel.info["layout"]
     assert panel.size[1] == header_h + 5 * (ch + pad) + pad
-    without = process.sampler_comparison(rgb_net, schedule, (3, 8, 8), steps=5, num=3, scale=2, include_full=False)
+    without = process.sampler_comparison(denoiser, plan, steps=5, num=3, scale=2, include_full=False)
     assert without.size[1] == header_h + 4 * (ch + pad) + pad
 
 

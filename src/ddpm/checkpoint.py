@@ -65,10 +65,30 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _write_weights(path: Path, tensors: dict[str, torch.Tensor], config: RunConfig, step: int, state_sha256: str) -> None:
+def _write_weights(path: Path, tensors: dict[str, torch.Tensor], config: RunConfig, step: int, state_sha256: str | None) -> None:
     metadata = {"format": "ddpm", "format_version": str(FORMAT_VERSION), "config": json.dumps(config.to_dict()),
-                "step": str(step), "sha256": tensors_digest(tensors), "state_sha256": state_sha256}
+                "step": str(step), "sha256": tensors_digest(tensors)}
+    if state_sha256 is not None:
+        metadata["state_sha256"] = state_sha256
     atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
+
+
+def _check_finite(tensors: dict[str, torch.Tensor], step: int) -> None:
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise NonFiniteWeights(f"refusing to save a checkpoint at step {step}: {len(bad)} weight tensor(s) are not finite "
+                               f"(first: {bad[0]}); the previous checkpoint is kept")
+
+
+def save_weights(run_dir: Path, step: int, model: torch.nn.Module, config: RunConfig) -> Path:
+    """A checkpoint of weights alone (``Denoiser.save_pretrained``): ``model``'s weights stored as both the raw and
+    the EMA weights, no resume state beside them (it samples, evaluates and reports, but does not resume)."""
+    tensors = {name: tensor.clone() if name.startswith("ema.") else tensor
+               for name, tensor in _tensors(model, model).items()}  # safetensors refuses two names of one memory
+    _check_finite(tensors, step)
+    path = Path(run_dir) / CHECKPOINT_DIR / weights_name(step)
+    _write_weights(path, tensors, config, step, None)
+    return path
 
 
 def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, ema: torch.nn.Module, config: RunConfig,
@@ -76,10 +96,7 @@ def save_checkpoint(run_dir: Path, step: int, model: torch.nn.Module, ema: torch
     """Write the checkpoint of ``step`` (state first, weights last), then prune all but the last ``keep``.
     Weights that are not finite are never written: the previous checkpoint stays the latest."""
     tensors = _tensors(model, ema)
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
-    if bad:
-        raise NonFiniteWeights(f"refusing to save a checkpoint at step {step}: {len(bad)} weight tensor(s) are not finite "
-                        f"(first: {bad[0]}); the previous checkpoint is kept")
+    _check_finite(tensors, step)
     path = Path(run_dir) / CHECKPOINT_DIR / weights_name(step)
     buffer = io.BytesIO()
     torch.save(state, buffer)

@@ -11,7 +11,8 @@ from .config import TrainConfig
 from .data import DATASETS
 from .errors import DdpmError
 from .metrics.domain import DOMAIN_OF
-from .study.catalog import NLL_IMAGES, NLL_TIMESTEPS
+from .metrics.nll_bound import NLL_IMAGES
+from .study.catalog import NLL_TIMESTEPS
 from .validation import Bounds, flag, flag_of
 
 

@@ -60,8 +60,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
-    from .generate import labels_for, model_cond
-    from .models import build_schedule, load_model, pick_device
+    from .denoiser import Denoiser
+    from .models import pick_device
     from .viz import plots, process
     from .viz.images import save_image
 
@@ -90,54 +90,45 @@ def cmd_viz(args: argparse.Namespace) -> int:
         plots.plot_loss(Path(args.run), out)
         plots.plot_loss_heatmap(Path(args.run), out.with_name(out.stem + "-heatmap.png"))
     else:
-        model, config, _ = load_model(args.run, device=device)
-        schedule = build_schedule(config).to(device)
-        d = config.data
-        shape = (d.channels, d.image_size, d.image_size)
-        cond = model_cond(config, labels_for(config.classes_shown(), args.num))
-        cond = None if cond is None else {key: value.to(device) for key, value in cond.items()}
-        options = dict(**config.diffusion.model_options(), seed=args.seed, cond=cond, device=device,
-                       clip_x0=config.sample.clip_x0)
+        denoiser = Denoiser.from_pretrained(args.run, device=device)
+        plan = denoiser.plan(sampler=args.sampler, steps=args.steps)  # the run's guidance and clipping, this sampler
         if args.what == "interpolation":
             from .viz.guidance import interpolation_cells, interpolation_strip
 
             if args.between is None:
                 raise DdpmError("ddpm viz interpolation needs --between C1 C2 (two classes of a onehot run, or two vectors)")
-            start, end = (_context_of(text, config) for text in args.between)
-            save_image(interpolation_strip(interpolation_cells(
-                model, schedule, shape, start, end, frames=args.frames, rows=args.num, guidance=config.sample.guidance,
-                sampler=args.sampler, steps=args.steps, **config.diffusion.model_options(), clip_x0=config.sample.clip_x0,
-                seed=args.seed, device=device)), out)
+            start, end = (_context_of(text, denoiser) for text in args.between)
+            save_image(interpolation_strip(interpolation_cells(denoiser, plan, start, end, frames=args.frames, rows=args.num,
+                                                               seed=args.seed, device=device)), out)
         elif args.what == "reverse":
-            record, final = process.reverse_trajectory(model, schedule, shape, num=args.num, sampler=args.sampler,
-                                                       steps=args.steps, **options)
+            record, final = process.reverse_trajectory(denoiser, plan, num=args.num, seed=args.seed, device=device)
             process.trajectory_gif(record, final, out)
             save_image(process.trajectory_strip(record, final), out.with_suffix(".png"))
         else:
-            save_image(process.sampler_comparison(model, schedule, shape, steps=args.steps, num=args.num, **options), out)
+            save_image(process.sampler_comparison(denoiser, plan, steps=args.steps, num=args.num, seed=args.seed,
+                                                  device=device), out)
     print(f"ddpm viz: wrote {out}", file=sys.stderr)
     return 0
 
 
-def _context_of(text: str, config):
+def _context_of(text: str, denoiser):
     """One --between value: a class of a onehot run, or comma-separated numbers → a context vector [k]."""
     import torch
 
+    from .conditioning import check_contexts, one_hot
     from .data.context import parse_vector
-    from .generate import check_contexts, one_hot
 
-    context_dim = getattr(config.model, "context_dim", None)
-    if not context_dim:
+    if not denoiser.context_dim:
         raise DdpmError("ddpm viz interpolation needs a run trained on context vectors (data.context)")
-    if text.strip().isdigit() and config.data.context == "onehot":
-        return one_hot(torch.tensor([int(text)]), context_dim)[0]
-    return check_contexts(parse_vector(text), context_dim, 1)[0]
+    if text.strip().isdigit() and denoiser.onehot:
+        return one_hot(torch.tensor([int(text)]), denoiser.context_dim)[0]
+    return check_contexts(parse_vector(text), denoiser.context_dim, 1)[0]
 
 
 def _viz_guidance(args: argparse.Namespace, device) -> None:
     """ddpm viz guidance: the panel (OUT.png) and the reverse processes side by side (OUT.gif)."""
-    from .generate import labels_for, model_cond
-    from .models import build_schedule, load_classifier, load_model
+    from .denoiser import Denoiser
+    from .models import load_classifier
     from .viz.guidance import guidance_sweep, sweep_gif, sweep_panel
     from .viz.images import save_image
 
@@ -146,21 +137,14 @@ def _viz_guidance(args: argparse.Namespace, device) -> None:
     if args.out.suffix != ".png":
         raise DdpmError("--out for guidance must end in .png (the .gif is written beside it)")
     check_writable(args.out.with_suffix(".gif"))
-    model, config, _ = load_model(args.run, device=device)
-    classifier = load_classifier(args.classifier, config, device=device) if args.classifier else None
-    classes = config.classes_shown() or (classifier.config.num_classes if classifier else None)
+    denoiser = Denoiser.from_pretrained(args.run, device=device)
+    classifier = load_classifier(args.classifier, denoiser.config, device=device) if args.classifier else None
+    classes = denoiser.classes_shown or (classifier.config.num_classes if classifier else None)
     if not classes:
         raise DdpmError("ddpm viz guidance needs a class-conditional or onehot-context run, or --classifier CLF")
-    labels = labels_for(classes, args.num)
-    cond = {**(model_cond(config, labels) or {}), **({"y": labels} if classifier else {})}
-    cond = {key: value.to(device) for key, value in cond.items()}
-    schedule = build_schedule(config).to(device)
-    s = config.sample
-    finals, records = guidance_sweep(model, schedule, (config.data.channels, config.data.image_size, config.data.image_size),
-                                     args.weights, cond=cond, sampler=args.sampler, steps=args.steps,
-                                     **config.diffusion.model_options(), clip_x0=s.clip_x0, null_label=config.model.num_classes,
-                                     classifier=classifier, seed=args.seed, device=device,
-                                     interval=(s.guidance_from, s.guidance_to))
+    plan = denoiser.plan(sampler=args.sampler, steps=args.steps)
+    finals, records = guidance_sweep(denoiser, plan, args.weights, num=args.num, classifier=classifier, seed=args.seed,
+                                     device=device)
     name = "s" if classifier else "w"
     save_image(sweep_panel(finals, args.weights, name), args.out)
     sweep_gif(records, finals, args.weights, name, args.out.with_suffix(".gif"))

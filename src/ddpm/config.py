@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-import types
 import typing
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from .data import DATASETS
+from .config_values import DERIVED_MODEL_KEYS, build, parse_value
 from .data.context import check_context_source
 from .errors import DdpmError
 from .nets import ARCHITECTURES, ClassifierConfig, NetConfig, UNetConfig, is_classifier
 from .objectives import LOSSES
 from .parameterization import PREDICTIONS
-from .sampling import SAMPLERS
+from .sampling.plan import DEFAULT_CLIP_X0, DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES
 from .schedules import SCHEDULE_NAMES
 from .timestep_sampler import TIMESTEP_SAMPLERS
 from .validation import (IMAGE_SIZE, NON_NEGATIVE, POSITIVE, POSITIVE_INT, SEED, UNIT, UNIT_HALF_OPEN, Bounds, bounded,
@@ -23,7 +23,6 @@ from .validation import (IMAGE_SIZE, NON_NEGATIVE, POSITIVE, POSITIVE_INT, SEED,
 from .variance import VARIANCE_TYPES, is_learned
 
 # The choices of each setting come from the module that implements them (argparse reuses the same tuples).
-SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLERS)
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
 # 2: checkpoints/step_N.safetensors + step_N-state.pt, sha256 in the metadata;
@@ -60,16 +59,11 @@ class DiffusionConfig:
     loss: Literal[LOSSES] = "simple"
     min_snr_gamma: Optional[float] = bounded(None, POSITIVE)  # Min-SNR-γ loss weighting (Hang et al. 2023); 5 is their choice
 
-    def model_options(self) -> dict[str, Any]:
-        """What a sampler must know of the network's output: its ``prediction`` and ``variance``."""
-        return {"prediction": self.prediction, "variance": self.variance}
-
 
 # The [model] section is the chosen network's own config dataclass (one home for its fields and defaults);
 # ``architecture`` picks which. Image size, input channels and (for conditional runs) the class count come
 # from the data (``RunConfig.resolved``), so a config file never sets them under [model].
 ModelConfig = NetConfig
-DERIVED_MODEL_KEYS = ("image_size", "in_channels")
 
 
 @dataclass
@@ -100,26 +94,24 @@ class TrainConfig:
     label_dropout: float = bounded(0.1, UNIT_HALF_OPEN)  # conditional runs: share of labels replaced by "no label" (classifier-free guidance)
     # uniform, or loss_aware: t importance-sampled ∝ √E[L_t²] (improved DDPM §3.3; for the VLB objectives)
     timestep_sampler: Literal[TIMESTEP_SAMPLERS] = "uniform"
+    # where training records go: RUN/metrics.jsonl always; "jsonl+tensorboard" also writes them as TensorBoard
+    # scalars in RUN/tensorboard/ (pip install ddpm[tensorboard]; ddpm.train.loggers)
+    log_to: Literal["jsonl", "jsonl+tensorboard"] = "jsonl"
 
 
 @dataclass
 class SampleConfig:
-    sampler: Literal[SAMPLER_NAMES] = "dpm-solver++"
-    steps: int = bounded(20, POSITIVE_INT)  # at most diffusion.num_timesteps
+    # the defaults are the SamplingPlan's (ddpm.sampling.plan), their one home
+    sampler: Literal[SAMPLER_NAMES] = DEFAULT_SAMPLER
+    steps: int = bounded(DEFAULT_STEPS, POSITIVE_INT)  # at most diffusion.num_timesteps
     num: int = bounded(64, POSITIVE_INT)
     eta: float = bounded(0.0, UNIT)
-    clip_x0: bool = True  # clamp the predicted x₀ to the data range [−1, 1] at every step
+    clip_x0: bool = DEFAULT_CLIP_X0  # clamp the predicted x₀ to the data range [−1, 1] at every step
     guidance: float = bounded(0.0, NON_NEGATIVE)  # classifier-free guidance weight w (conditional models): (1 + w)·ε(c) − w·ε(∅)
     # guidance only while t/T lies in [guidance_from, guidance_to] (Kynkäänniemi et al. 2024, "guidance interval");
     # elsewhere the plain conditional prediction, one network pass instead of two
     guidance_from: float = bounded(0.0, UNIT)
     guidance_to: float = bounded(1.0, UNIT)
-
-    def generate_options(self) -> dict[str, Any]:
-        """The keyword arguments of ``generate`` these settings stand for (eta only where the sampler takes it)."""
-        options = {"sampler": self.sampler, "steps": self.steps, "clip_x0": self.clip_x0, "guidance": self.guidance,
-                   "guidance_interval": (self.guidance_from, self.guidance_to)}
-        return {**options, "eta": self.eta} if self.sampler == "ddim" else options
 
 
 @dataclass
@@ -147,7 +139,7 @@ class RunConfig:
         unknown = sorted(set(raw) - set(sections))
         if unknown:
             raise DdpmError(f"{source}: unknown section(s) {', '.join(unknown)}; expected {', '.join(sections)}")
-        built = {name: _build(hints[name], raw.get(name, {}), f"{source}: [{name}]") for name in sections if name != "model"}
+        built = {name: build(hints[name], raw.get(name, {}), f"{source}: [{name}]") for name in sections if name != "model"}
         config = cls(**built, model=_build_model(raw.get("model", {}), f"{source}: [model]"))
         config.check(source)
         return config
@@ -198,12 +190,12 @@ class RunConfig:
                 raise DdpmError(f"override {item!r}: unknown section {section!r}; expected one of {', '.join(raw)}")
             if section == "model" and name == "architecture":
                 # another network: keep only the keys both networks have
-                raw["model"] = {"architecture": _parse_value(value.strip())}
+                raw["model"] = {"architecture": parse_value(value.strip())}
                 continue
             known = raw[section] if section != "model" else _model_keys(raw["model"])
             if name not in known:
                 raise DdpmError(f"override {item!r}: unknown key {name!r} in [{section}]; expected one of {', '.join(known)}")
-            raw[section][name] = _parse_value(value.strip())
+            raw[section][name] = parse_value(value.strip())
         return RunConfig.from_dict(raw, "override")
 
     def sample_settings(self, *, sampler: str | None = None, steps: int | None = None, eta: float | None = None,
@@ -273,7 +265,7 @@ FAST_CUDA = {"train.precision": "bf16", "train.tf32": True, "train.channels_last
 
 # The one rule of what a resumed run may change: how long it trains. Everything else would make the continued
 # run a different run than its checkpoints (and exact resume impossible).
-RESUME_CHANGEABLE = ("train.steps", "train.max_minutes")
+RESUME_CHANGEABLE = ("train.steps", "train.max_minutes", "train.log_to")
 
 
 def resume_config(saved: RunConfig, requested: RunConfig | None) -> RunConfig:
@@ -335,7 +327,7 @@ def _build_model(raw: Any, where: str) -> NetConfig:
     derived = sorted(set(raw) & set(DERIVED_MODEL_KEYS))
     if derived:
         raise DdpmError(f"{where}: {', '.join(derived)} come(s) from the data; set data.image_size or data.channels instead")
-    return _build(ARCHITECTURES[architecture][1], raw, where)
+    return build(ARCHITECTURES[architecture][1], raw, where)
 
 
 def migrate(raw: dict[str, Any], version: int) -> dict[str, Any]:
@@ -348,55 +340,3 @@ def migrate(raw: dict[str, Any], version: int) -> dict[str, Any]:
         allowed = {f.name for f in dataclasses.fields(cfg_cls)} - set(DERIVED_MODEL_KEYS)
         raw = {**raw, "model": {"architecture": architecture, **{k: v for k, v in model.items() if k in allowed}}}
     return raw
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text  # a bare word such as cosine
-
-
-def _build(cls: type, raw: Any, where: str):
-    if not isinstance(raw, dict):
-        raise DdpmError(f"{where} must be a table of keys")
-    type_hints = typing.get_type_hints(cls)
-    derived = DERIVED_MODEL_KEYS if hasattr(cls, "ARCHITECTURE") else ()  # a network's: what the data decides
-    hints = {f.name: type_hints[f.name] for f in dataclasses.fields(cls) if f.name not in derived}
-    unknown = sorted(set(raw) - set(hints))
-    if unknown:
-        raise DdpmError(f"{where}: unknown key(s) {', '.join(unknown)}; expected {', '.join(hints)}")
-    return cls(**{k: _coerce(v, hints[k], f"{where} {k}") for k, v in raw.items()})
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union or origin is types.UnionType:  # Optional[X], X | None
-        if value is None:
-            return None
-        return _coerce(value, next(a for a in args if a is not type(None)), where)
-    if origin is Literal:
-        if value not in args:
-            raise DdpmError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise DdpmError(f"{where} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise DdpmError(f"{where} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DdpmError(f"{where} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise DdpmError(f"{where} must be a string, got {value!r}")
-        return value
-    if hint is tuple or origin is tuple:
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise DdpmError(f"{where} must be a list of integers, got {value!r}")
-        return tuple(value)
-    raise TypeError(f"unsupported config type {hint}")  # a bug in this module, not a user error

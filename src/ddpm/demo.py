@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from .config import RunConfig
-from .generate import write_samples
+from .sample_files import write_samples
 from .guidance import images_per_sample
 from .train.trainer import progress_grid_size
 

@@ -104,14 +104,23 @@ class ClassifierGuidance(nn.Module):
 
         ε̂' = ε̂ − √(1−ᾱ_t) · s ∇_x log p_φ(y | x_t)          (their Algorithm 2, for DDIM and DPM-Solver++)
 
-    and returned in the model's own ``prediction`` (ε, x₀, v or μ̃: each is affine in ε̂ at a fixed x_t), so every
-    sampler gets it. Ancestral DDPM uses Algorithm 1 instead, the mean shift μ' = μ + s Σ ∇_x log p_φ(y | x_t): it calls
-    ``output_and_gradient`` (the unshifted output and s∇) through ``sampling.common.Denoiser.with_mean_shift``, since
-    Σ is the sampler's. A learned variance keeps the model's own; only the mean part moves.
+    and returned in the model's own ``prediction`` (ε, x₀, v or μ̃: each is affine in ε̂ at a fixed x_t), so any
+    caller of the model gets it. ddpm's samplers do not call forward: ``sampling.common.Estimator`` asks
+    ``output_and_gradient`` for the unshifted output and s∇ and applies the guidance where guided-diffusion does.
+    - DDIM and DPM-Solver++ (Algorithm 2): the Estimator turns the output into (x̂₀, ε̂), clips x̂₀ when ``clip_x0``
+      (recomputing ε̂ from it), and only then shifts ε̂ with ``condition_score``, whose x̂₀' is not clipped again:
+      guided-diffusion's ``condition_score`` after ``p_mean_variance(clip_denoised=True)``: x̂₀' = clamp(x̂₀) + δ,
+      δ = (1−ᾱ)/√ᾱ · s∇. Clipping forward's output would give clamp(x̂₀ + δ) instead, and lose the shift wherever it
+      points past ±1. (The official DPM-Solver code, which has no static clipping, applies its x̂₀ corrector —
+      dynamic thresholding — after the shift; ddpm follows guided-diffusion for both samplers, so that first-order
+      DPM-Solver++ stays DDIM.)
+    - ancestral DDPM (Algorithm 1): the mean shift μ' = μ + Σ s∇_x log p_φ(y | x_t), done by the sampler
+      (``sampling.ddpm``), since Σ is the sampler's. A learned variance keeps the model's own; only the mean moves.
 
     ``schedule`` is the model's own (not respaced): t, an original timestep, indexes it.
     ``model`` may be conditional (y is passed to it too, and it may itself be classifier-free guided) or not
-    (``pass_labels=False``: y goes to the classifier only). s = 0 leaves an ε output unchanged bit for bit.
+    (``pass_labels=False``: y goes to the classifier only). s = 0 computes no gradient and leaves every output, and so
+    every sampler's result, unchanged bit for bit.
     """
 
     def __init__(self, model: nn.Module, classifier: nn.Module, scale: float, schedule, prediction: str = "eps",
@@ -134,9 +143,22 @@ class ClassifierGuidance(nn.Module):
     def output_and_gradient(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, **cond
                             ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(the model's own output at (x_t, t) (``cond``, e.g. a context, passed on), s ∇_x log p_φ(y | x_t)); no
-        gradient (None) without labels."""
+        gradient (None) without labels or with s = 0 (nothing to shift: the classifier's backward pass is skipped)."""
         out = self.model(x, t, y if self.pass_labels else None, **cond)
-        return out, (None if y is None else self.gradient(x, t, y))
+        return out, (None if y is None or self.scale == 0 else self.gradient(x, t, y))
+
+    @staticmethod
+    def condition_score(x: torch.Tensor, eps: torch.Tensor, alpha_bar, grad: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Algorithm 2's shift of a noise estimate ε̂ [B, …] at x_t [B, …] by g = s∇_x log p_φ(y | x_t) [B, …]
+        (``grad``): (x̂₀', ε̂') with
+
+            ε̂' = ε̂ − √(1−ᾱ_t) g,    x̂₀' = (x_t − √(1−ᾱ_t) ε̂') / √ᾱ_t = x̂₀ + (1−ᾱ_t)/√ᾱ_t · g,
+
+        guided-diffusion's ``condition_score``: ε̂ comes from the (clipped, when clipping) x̂₀ and x̂₀' is not clipped
+        again. ``alpha_bar`` ᾱ_t: a float or a tensor broadcast against x_t."""
+        eps = eps - (1 - alpha_bar) ** 0.5 * grad
+        return x0_from_eps(x, eps, alpha_bar), eps
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None = None, **cond) -> torch.Tensor:
         out, grad = self.output_and_gradient(x, t, y, **cond)
@@ -147,10 +169,8 @@ class ClassifierGuidance(nn.Module):
         alpha_bar = schedule.gather("alphas_cumprod", t, x)  # t: original timesteps, rows of the model's schedule
         posterior = (schedule.gather("posterior_mean_coef1", t, x), schedule.gather("posterior_mean_coef2", t, x)) \
             if self.prediction == "mu" else None
-        if self.prediction == "eps":
-            shifted = mean - (1 - alpha_bar) ** 0.5 * grad
-        else:  # through ε: the one home of each conversion
-            _, eps = to_x0_eps(mean, x, alpha_bar, self.prediction, posterior=posterior)
-            eps = eps - (1 - alpha_bar) ** 0.5 * grad
-            shifted = target_for(self.prediction, x0_from_eps(x, eps, alpha_bar), eps, alpha_bar, x, posterior)
+        # through ε, whatever the prediction: the one home of each conversion and of the shift
+        _, eps = to_x0_eps(mean, x, alpha_bar, self.prediction, posterior=posterior)
+        x0, eps = self.condition_score(x, eps, alpha_bar, grad)
+        shifted = eps if self.prediction == "eps" else target_for(self.prediction, x0, eps, alpha_bar, x, posterior)
         return shifted if variance is None else torch.cat([shifted, variance], 1)

@@ -56,7 +56,7 @@ def load_model(checkpoint: str | Path, *, use_ema: bool = True, device: str | to
     diffusion model ("denoiser") or a noise-aware classifier ("classifier"); the other kind is refused."""
     config, weights, ema, step = load_weights(checkpoint)
     if is_classifier(config.model) != (kind == "classifier"):
-        raise DdpmError(f"{checkpoint} is a noise-aware classifier, not a diffusion model (it guides one: --classifier)"
+        raise DdpmError(f"{checkpoint} is a noise-aware classifier, not a diffusion model (it guides one as its classifier)"
                         if kind == "denoiser" else f"{checkpoint} is a diffusion model, not a classifier "
                         "(train one for it with ddpm train-classifier)")
     model = build_model(config)
@@ -89,7 +89,7 @@ def pick_device(name: str = "auto") -> torch.device:
     if name not in ("cpu", "cuda") and not (name.startswith("cuda:") and name[5:].isdigit()):
         raise DdpmError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DdpmError("--device cuda was asked for but no CUDA GPU is available")
+        raise DdpmError("device cuda was asked for but no CUDA GPU is available")
     device = torch.device(name)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # NCCL and every bare .cuda() use this rank's GPU

@@ -5,6 +5,7 @@ updates that a log shows as one enormous line; there ``LineProgress`` prints an 
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from typing import Any, TextIO
@@ -69,3 +70,19 @@ class LineProgress:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def progress_bars(bar=None):
+    """``progress(total, what, unit)``: a context manager yielding an update(n) callable for a progress bar of
+    ``total`` items made by ``bar(total, what, unit)`` and closed on exit; it yields None without ``bar``."""
+
+    @contextlib.contextmanager
+    def progress(total: int, what: str, unit: str = "img"):
+        b = bar(total, what, unit) if bar is not None else None
+        try:
+            yield b.update if b is not None else None
+        finally:
+            if b is not None:
+                b.close()
+
+    return progress

@@ -13,11 +13,12 @@ import torch
 
 from .checkpoint import load_config, load_weights, resolve_checkpoint
 from .data import load_dataset
-from .evaluate import table_cells
-from .generate import generate, labels_for, model_cond
-from .guidance import ClassifierFreeGuidance, images_per_sample
+from .eval_table import table_cells
+from .conditioning import model_cond
+from .denoiser import Denoiser
+from .generation import generate
+from .guidance import images_per_sample
 from .io import atomic_write_text, check_writable
-from .models import build_schedule, load_model
 from .nets import is_classifier
 from .viz import plots, process, save_grid
 from .viz.guidance import guidance_sweep, interpolation_cells, interpolation_strip, sweep_gif, sweep_panel
@@ -58,22 +59,17 @@ def _data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
 
 
-def make_pictures(run_dir: Path, out: Path, model: torch.nn.Module, config, *, device="cpu", full_ddpm: bool = True,
+def make_pictures(run_dir: Path, out: Path, denoiser: Denoiser, *, device="cpu", full_ddpm: bool = True,
                   log=print, samples: torch.Tensor | None = None) -> dict[str, Path]:
-    """Draw every picture the run allows into ``out`` with ``model`` (on ``device``) and its ``config``; returns
+    """Draw every picture the run allows into ``out`` with ``denoiser`` (on ``device``); every sampled picture goes
+    through ``generate`` with the run's own plan (its [sample] settings, guidance interval included); returns
     {name: path}. ``samples`` (uint8 [N, C, H, W], one class per column when conditional) are shown as they are
     instead of drawing new ones."""
     pictures: dict[str, Path] = {}
-    d, s = config.data, config.sample
-    k = config.classes_shown()
-    net = model
-    if k and s.guidance:  # every picture samples as the run's [sample] settings say, guidance included
-        model = ClassifierFreeGuidance(model, s.guidance, null_label=config.model.num_classes)
-    schedule = build_schedule(config).to(device)
-    shape = (d.channels, d.image_size, d.image_size)
-    cond = model_cond(config, labels_for(k, COMPARISON_SAMPLES))
-    cond = None if cond is None else {key: value.to(device) for key, value in cond.items()}
-    T = config.diffusion.num_timesteps
+    config = denoiser.config
+    d, plan = config.data, denoiser.plan()
+    k = denoiser.classes_shown
+    T = denoiser.num_timesteps
 
     log("report: schedules and forward process")
     pictures["schedules"] = plots.plot_schedules(out / "schedules.png", T)
@@ -87,39 +83,28 @@ def make_pictures(run_dir: Path, out: Path, model: torch.nn.Module, config, *, d
         pictures["loss_heatmap"] = plots.plot_loss_heatmap(run_dir, out / "loss_heatmap.png")
     if list((run_dir / "progress").glob("step_*.png")):
         pictures["progress"] = process.progress_gif(run_dir, out / "progress.gif")
-    log(f"report: reverse trajectory ({s.sampler}, {s.steps} steps)")
-    record, final = process.reverse_trajectory(model, schedule, shape, num=REVERSE_SAMPLES, sampler=s.sampler,
-                                               steps=s.steps, **config.diffusion.model_options(), clip_x0=s.clip_x0,
-                                               cond={key: value[:REVERSE_SAMPLES] for key, value in cond.items()} if cond else None,
-                                               device=device)
+    log(f"report: reverse trajectory ({plan.sampler}, {plan.steps} steps)")
+    record, final = process.reverse_trajectory(denoiser, plan, num=REVERSE_SAMPLES, device=device)
     pictures["reverse_gif"] = process.trajectory_gif(record, final, out / "reverse.gif")
     pictures["reverse_strip"] = save_image(process.trajectory_strip(record, final), out / "reverse.png")
     log(f"report: sampler comparison{' (incl. all ' + str(T) + ' DDPM steps)' if full_ddpm else ''}")
-    comparison = process.sampler_comparison(model, schedule, shape, steps=min(COMPARISON_STEPS, T), num=COMPARISON_SAMPLES,
-                                            **config.diffusion.model_options(), clip_x0=s.clip_x0, cond=cond,
+    comparison = process.sampler_comparison(denoiser, plan, steps=min(COMPARISON_STEPS, T), num=COMPARISON_SAMPLES,
                                             device=device, include_full=full_ddpm)
     pictures["samplers"] = save_image(comparison, out / "samplers.png")
     if samples is None:  # conditional: ten samples of each class, one class per column
-        num = 10 * k if k else 64
-        samples = generate(net, schedule, num=num, shape=shape, **s.generate_options(), **config.diffusion.model_options(),
-                           labels=labels_for(k, num), device=device)
+        samples = generate(denoiser, plan, 10 * k if k else 64, device=device)
     pictures["samples"] = save_grid(samples, out / "samples.png", nrow=k or 8, scale=2)
     if k:
         log(f"report: guidance sweep (w = {', '.join(f'{w:g}' for w in GUIDANCE_WEIGHTS)})")
-        sweep_cond = model_cond(config, labels_for(k, min(k, GUIDANCE_SAMPLES)))
-        finals, records = guidance_sweep(net, schedule, shape, GUIDANCE_WEIGHTS, cond={key: v.to(device) for key, v in sweep_cond.items()},
-                                         sampler=s.sampler, steps=s.steps, **config.diffusion.model_options(), clip_x0=s.clip_x0,
-                                         null_label=config.model.num_classes, device=device,
-                                         interval=(s.guidance_from, s.guidance_to))
+        finals, records = guidance_sweep(denoiser, plan, GUIDANCE_WEIGHTS, num=min(k, GUIDANCE_SAMPLES), device=device)
         pictures["guidance"] = save_image(sweep_panel(finals, GUIDANCE_WEIGHTS, "w"), out / "guidance.png")
         # small (1× pixels, 20 frames): the page embeds it, and 40 frames at 2× weigh 4 MB
         pictures["guidance_gif"] = sweep_gif(records, finals, GUIDANCE_WEIGHTS, "w", out / "guidance.gif", scale=1, max_frames=20)
-    if config.data.context == "onehot" and k > 1:
+    if denoiser.onehot and k > 1:
         log("report: context interpolation")
-        c0, c1 = (model_cond(config, torch.tensor([label]))["context"][0] for label in (0, 1))
+        c0, c1 = (model_cond(denoiser, torch.tensor([label]))["context"][0] for label in (0, 1))
         pictures["interpolation"] = save_image(interpolation_strip(interpolation_cells(
-            net, schedule, shape, c0, c1, frames=INTERPOLATION_FRAMES, rows=INTERPOLATION_ROWS, guidance=s.guidance,
-            sampler=s.sampler, steps=s.steps, **config.diffusion.model_options(), clip_x0=s.clip_x0, device=device)),
+            denoiser, plan, c0, c1, frames=INTERPOLATION_FRAMES, rows=INTERPOLATION_ROWS, device=device)),
             out / "interpolation.png")
     if [e for e in evals if "fid" in e or "domain_fid" in e]:
         pictures["metrics_vs_steps"] = plots.plot_metrics_vs_steps(evals, out / "metrics_vs_steps.png")
@@ -182,8 +167,9 @@ def write_report(run_dir: str | Path, *, device="cpu", full_ddpm: bool = True, l
         step = load_weights(checkpoint)[3]
         pictures = make_classifier_pictures(run_dir, run_dir / "report", config)
     else:
-        model, config, step = load_model(checkpoint, device=device)
-        pictures = make_pictures(run_dir, run_dir / "report", model, config, device=device, full_ddpm=full_ddpm, log=log,
+        denoiser = Denoiser.from_pretrained(checkpoint, device=device)
+        step = denoiser.step
+        pictures = make_pictures(run_dir, run_dir / "report", denoiser, device=device, full_ddpm=full_ddpm, log=log,
                                  samples=samples)
     train, evals = plots.read_log(run_dir)
     parts = [f"<h1>ddpm run: {html.escape(run_dir.name)}</h1>",

@@ -8,12 +8,13 @@ from typing import Any
 
 import torch
 
+from .run_files import log_path
 from .config import RunConfig
 from .io import atomic_write_text
 
 
 def write_summary(run_dir: Path, config: RunConfig, summary: dict[str, Any]) -> Path:
-    log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    log = [json.loads(line) for line in log_path(run_dir).read_text().splitlines() if line.strip()]
     last = log[-1] if log else {}
     m, t, s = config.model, config.train, config.sample
     lines = [

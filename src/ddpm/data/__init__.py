@@ -155,17 +155,17 @@ def load_dataset(
     elif name in ("mnist-idx", "fashion-mnist"):
         root = root or (FASHION_MNIST_DIR if name == "fashion-mnist" else None)
         if root is None:
-            raise DdpmError("dataset 'mnist-idx' needs --data-dir, the directory holding the IDX files")
+            raise DdpmError("dataset 'mnist-idx' needs data.data_dir, the directory holding the IDX files")
         images, labels = _read_idx_split(root, split)
         classes = FASHION_CLASSES if name == "fashion-mnist" else DIGIT_CLASSES
     elif name == "cifar10":
         if root is None:
-            raise DdpmError("dataset 'cifar10' needs --data-dir, the cifar-10-batches-py directory")
+            raise DdpmError("dataset 'cifar10' needs data.data_dir, the cifar-10-batches-py directory")
         images, labels = _read_cifar(root, split)
         classes = CIFAR_CLASSES
     else:
         if root is None:
-            raise DdpmError("dataset 'folder' needs --data-dir, the image folder")
+            raise DdpmError("dataset 'folder' needs data.data_dir, the image folder")
         images, labels, classes = read_image_folder(root, image_size or 64, channels or 3, split, test_fraction)
     if len(images) == 0:
         raise DdpmError(f"dataset {name!r} ({split}) is empty")

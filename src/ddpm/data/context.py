@@ -80,10 +80,10 @@ def parse_vector(text: str) -> torch.Tensor:
         if array.ndim == 1:
             array = array[None]
         if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-            raise DdpmError(f"--context file {text} must hold numbers of shape [n, k] or [k], got {array.dtype} {list(array.shape)}")
+            raise DdpmError(f"context vector file {text} must hold numbers of shape [n, k] or [k], got {array.dtype} {list(array.shape)}")
         return check_finite(torch.from_numpy(array.astype(np.float32)), f"--context file {text}")
     try:
         values = [float(v) for v in text.split(",")]
     except ValueError:
-        raise DdpmError(f"--context must be comma-separated numbers such as 0,0,1,0,0 or a .npy file, got {text!r}") from None
+        raise DdpmError(f"context vectors must be comma-separated numbers such as 0,0,1,0,0 or a .npy file, got {text!r}") from None
     return check_finite(torch.tensor([values], dtype=torch.float32), "--context")

@@ -175,7 +175,7 @@ def fid_between(a: str, b: str, extractor, *, draws: int = 0, data_dir: str | No
     sides = [(name, feats, other) for name, feats, other in (("A", fa, sb), ("B", fb, sa)) if isinstance(feats, np.ndarray)]
     if not draws or not sides:
         return FidBetween(frechet_distance(sa, sb), sa, sb)
-    from ..study.stats import bootstrap_fid
+    from .bootstrap import bootstrap_fid
 
     name, feats, other = sides[0]
     fid = bootstrap_fid(feats, other, feature=extractor.feature, draws=draws)  # it refuses another extractor's

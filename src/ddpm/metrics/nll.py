@@ -7,11 +7,12 @@
 
 each divided by (number of dimensions · ln 2), computed by ``losses.vlb_term_bpd`` (the code the VLB training
 objectives use). p_θ(x_{t−1} | x_t) = N(μ̃_t(x_t, x̂₀), Σ) with the model's x̂₀ (clipped to [−1, 1], as
-improved-diffusion's ``calc_bpd_loop`` does) and Σ fixed (σ² = β̃_t ``fixed_small`` or β_t ``fixed_large``, β̃_1 at
-t = 0 for both) or the model's learned one. The bound is a single-sample estimate per image and step (one x_t
-each). With ``timesteps`` = K < T the sum of the T−1 KL terms is estimated without bias from K of them, one
-drawn uniformly in each of K strata of 1…T−1 (sizes n_k within one of (T−1)/K), as Σ_k n_k·L_{t_k}; the prior
-and L_0 are always exact.
+improved-diffusion's ``calc_bpd_loop`` does), or for a μ̃ model (``prediction="mu"``) its own mean, never clipped
+(improved-diffusion's ``p_mean_variance`` with PREVIOUS_X: the bound scores the model's mean), and Σ fixed
+(σ² = β̃_t ``fixed_small`` or β_t ``fixed_large``, β̃_1 at t = 0 for both) or the model's learned one. The bound is
+a single-sample estimate per image and step (one x_t each). With ``timesteps`` = K < T the sum of the T−1 KL terms
+is estimated without bias from K of them, one drawn uniformly in each of K strata of 1…T−1 (sizes n_k within one
+of (T−1)/K), as Σ_k n_k·L_{t_k}; the prior and L_0 are always exact.
 Cost: K + 1 network evaluations per batch of images (T for the full sum).
 """
 from __future__ import annotations
@@ -53,6 +54,7 @@ def vlb_terms(
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """The variational bound of a batch x0 [B, C, H, W] (8-bit data scaled to [−1, 1]) in bits/dim.
+    ``clip_x0`` clamps the x̂₀ of an ε, x₀ or v model to [−1, 1] before it enters μ̃; a μ̃ model's mean is scored as is.
 
     Returns float64 tensors: ``terms`` [B, T] (column 0 is L_0, column t the KL term L_t; with ``timesteps`` = K
     only the K drawn columns per image are filled, each scaled by its stratum's size so that the row sum is an
@@ -78,7 +80,10 @@ def vlb_terms(
         mean_out, u = split_output(model(x_t, schedule.timesteps.to(device)[t], **cond), x_t)
         x_t = x_t.double()
         coefs = (schedule.gather("posterior_mean_coef1", t, x0_64), schedule.gather("posterior_mean_coef2", t, x0_64))
-        x0_hat, _ = to_x0_eps(mean_out.double(), x_t, schedule.gather("alphas_cumprod", t, x0_64), prediction, clip_x0, coefs)
+        # A μ̃ model's x̂₀ is only a way to pass its mean on (μ̃ = c₁ x̂₀ + c₂ x_t, rebuilt in float64): clipping it
+        # would score a mean the model did not predict.
+        x0_hat, _ = to_x0_eps(mean_out.double(), x_t, schedule.gather("alphas_cumprod", t, x0_64), prediction,
+                              clip_x0 and prediction != "mu", coefs)
         logvar = log_variance(schedule, t, variance, None if u is None else u.double(), like=x0_hat)
         if progress is not None:
             progress(1)

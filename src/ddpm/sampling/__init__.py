@@ -13,12 +13,12 @@ from typing import Any, Callable
 import torch
 
 from ..errors import DdpmError
-
 from ..schedules import NoiseSchedule
 from .common import StepInfo
 from .ddim import ddim
 from .ddpm import ddpm
 from .dpm_solver import dpm_solver_pp
+from .plan import DEFAULT_SAMPLER
 
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"ddpm": ddpm, "ddim": ddim, "dpm-solver++": dpm_solver_pp}
 
@@ -27,10 +27,11 @@ def sample(
     model: Callable[..., torch.Tensor],
     schedule: NoiseSchedule,
     x_T: torch.Tensor,
-    sampler: str = "ddpm",
+    sampler: str = DEFAULT_SAMPLER,
     **options: Any,
 ) -> torch.Tensor:
-    """Run the sampler named ``sampler`` ("ddpm" | "ddim" | "dpm-solver++") from x_T [B, …] to x_0 [B, …].
+    """Run the sampler named ``sampler`` ("ddpm" | "ddim" | "dpm-solver++", default ``plan.DEFAULT_SAMPLER``) from
+    x_T [B, …] to x_0 [B, …].
 
     ``options`` are that sampler's keyword arguments (``steps``, ``eta``, ``clip_x0``, ``generator``,
     ``callback``, …); one that the sampler does not take is an error rather than silently ignored.

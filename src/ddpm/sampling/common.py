@@ -13,6 +13,9 @@ from ..variance import split_output
 from ..schedules import NoiseSchedule, Spacing, _check_steps, sampling_start, spaced_timesteps
 
 Model = Callable[..., torch.Tensor]
+# Every sampler (and the SamplingPlan, and a run's [sample]) clamps x̂₀ to the data range [−1, 1] at each step unless
+# told otherwise, as improved-diffusion's clip_denoised; pass clip_x0=False for data outside [−1, 1].
+DEFAULT_CLIP_X0 = True
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class StepInfo:
 Callback = Optional[Callable[[StepInfo], Any]]
 
 
-class Denoiser:
+class Estimator:
     """Calls ``model(x_t, t, **cond)`` at one step and returns (x̂₀, ε̂, u): the data and noise estimates [B, …] and
     the raw variance output u [B, …] of a model with a learned variance (None for a mean-only model; the
     deterministic samplers ignore it, ancestral DDPM turns it into Σ_θ with ``variance.log_variance``).
@@ -55,17 +58,19 @@ class Denoiser:
 
     def __call__(self, x_t: torch.Tensor, t_original: int, alpha_bar: float
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        t = torch.full((x_t.shape[0],), t_original, dtype=torch.long, device=x_t.device)
-        return self._estimates(self.model(x_t, t, **self.cond), x_t, t_original, alpha_bar)
+        x0, eps, u, shift = self.with_mean_shift(x_t, t_original, alpha_bar)
+        if shift is not None:  # classifier guidance, Algorithm 2: ε̂ shifted after x̂₀ is clipped, as guided-diffusion
+            x0, eps = self.model.condition_score(x_t, eps, alpha_bar, shift)
+        return x0, eps, u
 
     def with_mean_shift(self, x_t: torch.Tensor, t_original: int, alpha_bar: float
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(x̂₀, ε̂, u, g) for a sampler that guides its mean itself (ancestral DDPM: μ + Σg, Dhariwal & Nichol's
         Algorithm 1): a model offering ``output_and_gradient`` (``guidance.ClassifierGuidance``) gives its unshifted
         output and g = s∇_x log p(y | x_t) [B, …]; any other model is called as usual and g is None."""
-        if not hasattr(self.model, "output_and_gradient"):
-            return (*self(x_t, t_original, alpha_bar), None)
         t = torch.full((x_t.shape[0],), t_original, dtype=torch.long, device=x_t.device)
+        if not hasattr(self.model, "output_and_gradient"):
+            return (*self._estimates(self.model(x_t, t, **self.cond), x_t, t_original, alpha_bar), None)
         output, shift = self.model.output_and_gradient(x_t, t, **self.cond)
         return (*self._estimates(output, x_t, t_original, alpha_bar), shift)
 

@@ -10,7 +10,7 @@ from ..errors import DdpmError
 from ..parameterization import Prediction
 from ..schedules import NoiseSchedule, Spacing
 from ..rng import Generator
-from .common import Callback, Denoiser, Model, StepInfo, prepare, randn_like
+from .common import DEFAULT_CLIP_X0, Callback, Estimator, Model, StepInfo, prepare, randn_like
 
 
 @torch.no_grad()
@@ -21,7 +21,7 @@ def ddim(
     *,
     steps: int | None = None,
     prediction: Prediction = "eps",
-    clip_x0: bool = False,
+    clip_x0: bool = DEFAULT_CLIP_X0,
     generator: Generator = None,
     callback: Callback = None,
     cond: Mapping[str, Any] | None = None,
@@ -43,7 +43,7 @@ def ddim(
     schedule, visited = prepare(schedule, x_T, steps, spacing, timesteps)
     steps = len(visited)
     coefs = schedule.respace(visited)
-    denoise = Denoiser(model, prediction, clip_x0, cond, schedule)
+    denoise = Estimator(model, prediction, clip_x0, cond, schedule)
     alpha_bar = coefs.alphas_cumprod.tolist()
     alpha_bar_prev = coefs.alphas_cumprod_prev.tolist()
     sigma = (eta * coefs.posterior_variance.sqrt()).tolist()

@@ -16,7 +16,7 @@ DEFAULT_SAMPLES, MIN_SAMPLES = 1000, 100  # samples scored per arm at a study's 
 # an arm's NLL bound: on the first NLL_IMAGES test images (--nll-images), a stratified estimate over NLL_TIMESTEPS
 # timesteps (the exact sum over all T costs T network evaluations per image; the stratified one is unbiased, and its
 # spread is in the per-image standard error)
-NLL_IMAGES, NLL_TIMESTEPS = 256, 100
+NLL_TIMESTEPS = 100
 
 
 @dataclass(frozen=True)

@@ -10,19 +10,20 @@ from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from ..config import CLASSIFIER_TRAINING, RunConfig, classifier_config
 from ..data import load_dataset
 from ..errors import DdpmError
-from ..generate import generate, labels_for
+from ..denoiser import Denoiser
+from ..generation import generate, sample_labels
 from ..io import atomic_write_text
-from ..models import build_schedule, load_classifier, load_model
+from ..metrics.features import feature_extractor
+from ..metrics.nll_bound import NLL_IMAGES, nll_bound
+from ..models import load_classifier
+from ..scoring import score_samples
 from ..viz import save_grid
-from .catalog import NLL_IMAGES, NLL_TIMESTEPS, Study
-from ..metrics.shares import binomial_share
-from .stats import bootstrap_fid
+from .catalog import NLL_TIMESTEPS, Study
 
 SETTINGS_FILE, RESULT_FILE = "study-settings.json", "study-result.json"
 STEPS_UNDER_A_TIME_BUDGET = 10_000_000  # with --minutes, the clock ends training
@@ -49,18 +50,18 @@ class StudySettings:
             try:
                 saved = json.loads(path.read_text())
             except json.JSONDecodeError:
-                raise DdpmError(f"{path} is not valid JSON; use another --out") from None
+                raise DdpmError(f"{path} is not valid JSON; use another output directory") from None
             mine = json.loads(json.dumps(asdict(self)))
             defaults = {f.name: f.default for f in fields(self) if f.default is not MISSING}
             saved = {**defaults, **saved}  # a directory written before a setting existed ran it at its default
             if saved != mine:
                 if saved.get("study") != self.study:
-                    raise DdpmError(f"{out} holds study {saved.get('study')!r}, not {self.study!r}; use another --out")
+                    raise DdpmError(f"{out} holds study {saved.get('study')!r}, not {self.study!r}; use another output directory")
                 changed = sorted(k for k in mine if saved.get(k) != mine[k])
                 raise DdpmError(f"{out} holds study {self.study!r} run with other settings ({', '.join(changed)}); "
                                 "use another --out or the same settings")
         elif out.exists() and any(out.iterdir()):
-            raise DdpmError(f"{out} exists and is not a study directory; use another --out")
+            raise DdpmError(f"{out} exists and is not a study directory; use another output directory")
         else:
             out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
@@ -140,59 +141,46 @@ def classifier_budget(settings: StudySettings) -> list[str]:
 
 class Scorer:
     """Scores every arm alike: ``samples`` samples from the same seeds with the run's own [sample] settings (the same
-    recipe in every arm unless the arm changes it), their classifier FID with its bootstrap interval, the share the
-    classifier reads confidently and, when classes were asked for, the share read as the asked class; the floor at
-    the same n once."""
+    recipe in every arm unless the arm changes it), through ``scoring.score_samples`` as ``ddpm eval`` scores: the
+    FID with its bootstrap interval, the share the classifier reads confidently and, when classes were asked for,
+    the share read as the asked class; the floor at the same n once."""
 
     def __init__(self, dataset: str, samples: int, feature: str, device, data_dir: str | None = None):
         from ..metrics.fid import dataset_stats
 
-        if feature == "domain":
-            from ..metrics.domain import DomainFeatures
-
-            self.extractor = DomainFeatures(dataset, device=device)
-        else:
-            from ..metrics.inception import InceptionFeatures
-
-            self.extractor = InceptionFeatures(device=device)
+        self.extractor = feature_extractor(feature, dataset, device=device)
         self.samples, self.dataset, self.data_dir = samples, dataset, data_dir
         self.reference = dataset_stats(f"{dataset}:test", self.extractor, data_dir=data_dir)
-
-    def features_and_logits(self, images: torch.Tensor) -> tuple[np.ndarray, torch.Tensor | None]:
-        if hasattr(self.extractor, "classify"):
-            return self.extractor.classify(images)
-        return np.asarray(self.extractor(images)), None
 
     def losses(self, run: Path, device, times: tuple[int, ...]) -> dict[str, Any]:
         """The held-out L_simple of the model in ``run`` (EMA weights) at each single timestep t: the squared error of
         its mean output on ``samples`` test images, the same images and noise for every t and every stage, its mean
         and standard error over the images, and each image's (``per_image``, for the stages' paired changes)."""
-        from ..generate import model_cond
+        from ..conditioning import model_cond
         from ..objectives import training_loss
 
-        model, config, step = load_model(run, device=device)
-        d = config.data
+        denoiser = Denoiser.from_pretrained(run, device=device)
+        d = denoiser.config.data
         test = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels,
                             limit=self.samples, seed=0, test_fraction=d.test_fraction)
         x0, y = test.batch(torch.arange(len(test)), device)
-        cond = model_cond(config, y)
-        schedule = build_schedule(config).to(device)
+        cond = model_cond(denoiser, y)
+        schedule = denoiser.schedule
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)).to(device)
         losses = {}
         with torch.no_grad():
             for t in times:
                 t = min(t, schedule.num_timesteps - 1)
-                mse = training_loss(model, schedule, x0, prediction=config.diffusion.prediction, variance=config.diffusion.variance,
+                mse = training_loss(denoiser.net, schedule, x0, prediction=denoiser.prediction, variance=denoiser.variance,
                                     t=torch.full((len(x0),), t, device=device), noise=noise, cond=cond)["mse"].double().cpu()
                 losses[str(t)] = {"value": mse.mean().item(), "se": (mse.std() / len(mse) ** 0.5).item(), "num": len(mse),
                                   "per_image": mse.tolist()}  # the stages' changes are paired over the images
-        return {"losses": losses, "checkpoint_step": step, "network_evaluations": 0, "sampling_s": 0.0}
+        return {"losses": losses, "checkpoint_step": denoiser.step, "network_evaluations": 0, "sampling_s": 0.0}
 
     def floor(self) -> dict[str, Any]:
         """FID of ``samples`` real training images (a fixed draw) against the test reference: a perfect model's score."""
         real = load_dataset(self.dataset, root=self.data_dir, limit=self.samples, seed=0)
-        features, _ = self.features_and_logits(real.images)
-        return bootstrap_fid(features, self.reference, feature=self.extractor.feature).as_dict()
+        return score_samples(real.images, self.extractor, self.reference).interval.as_dict()
 
     def score(self, run: Path, device, sampling: dict[str, Any], folder: Path, memorisation: bool = False,
               nll_images: int = 0, classifier: Path | None = None) -> dict[str, Any]:
@@ -204,49 +192,45 @@ class Scorer:
         import time
 
         from ..guidance import images_per_sample
-        from ..metrics.domain import domain_scores
 
-        model, config, step = load_model(run, device=device)
-        k = config.classes_shown()
-        labels = labels_for(k, self.samples)
+        denoiser = Denoiser.from_pretrained(run, device=device)
+        config = denoiser.config
+        k = denoiser.classes_shown
         sampling = dict(sampling)
-        skip = sampling.pop("skip", "respace")
+        skip = sampling.pop("skip", None)
         scale = sampling.pop("classifier_scale", 0.0)
         guide = {"classifier": load_classifier(classifier, config, device=device), "classifier_scale": scale} if scale else {}
-        d, s = config.data, config.sample_settings(**sampling)
-        schedule = build_schedule(config).to(device)  # the sampling's and the NLL bound's
+        plan = denoiser.plan(**sampling, **guide)
+        if skip is not None and plan.sampler == "ddpm":
+            plan = plan.replace(skip=skip)
+        labels = sample_labels(denoiser, plan, self.samples)
         started = time.time()
-        images = generate(model, schedule, num=self.samples, shape=(d.channels, d.image_size, d.image_size),
-                          **s.generate_options(), **config.diffusion.model_options(), labels=labels, seed=0, device=device,
-                          **({"skip": skip} if s.sampler == "ddpm" else {}), **guide)
+        images = generate(denoiser, plan, self.samples, seed=0, device=device)
         sampling_s = time.time() - started
         folder.mkdir(parents=True, exist_ok=True)
         save_grid(images[:100], folder / "study-samples.png", nrow=k or 10, scale=1)
-        features, logits = self.features_and_logits(images)
-        out = {"fid": bootstrap_fid(features, self.reference, feature=self.extractor.feature).as_dict(),
-               "feature": self.extractor.feature,
-               "reference": self.reference.source, "sampling_s": sampling_s, "checkpoint_step": step,
-               "sampler": s.sampler, "sampling_steps": s.steps, "guidance": s.guidance,
-               "guidance_interval": [s.guidance_from, s.guidance_to], "eta": s.eta, "skip": skip, "classifier_scale": scale,
-               "network_evaluations": s.steps * images_per_sample(k, s.guidance)}
-        if logits is not None:
-            probabilities = logits.softmax(1)
-            out["confident"] = binomial_share(probabilities.max(1).values.numpy() >= domain_scores(logits).threshold)
-            if labels is not None:
-                out["asked"] = binomial_share((logits.argmax(1) == labels).numpy())
+        scores = score_samples(images, self.extractor, self.reference, labels=labels)
+        out = {"fid": scores.interval.as_dict(), "feature": self.extractor.feature,
+               "reference": self.reference.source, "sampling_s": sampling_s, "checkpoint_step": denoiser.step,
+               "sampler": plan.sampler, "sampling_steps": plan.steps, "guidance": plan.guidance,
+               "guidance_interval": list(plan.guidance_interval), "eta": plan.eta or 0.0, "skip": skip or "respace",
+               "classifier_scale": scale, "network_evaluations": plan.steps * images_per_sample(k, plan.guidance)}
+        if scores.confident is not None:
+            out["confident"] = scores.confident
+        if scores.asked is not None:
+            out["asked"] = scores.asked
         if memorisation:
             from ..metrics.memorisation import memorisation as nearest
 
+            d = config.data
             train = load_dataset(d.dataset, root=d.data_dir, image_size=d.image_size, channels=d.channels, limit=d.limit,
                                  seed=config.train.seed, test_fraction=d.test_fraction)  # the images the run trained on
             test = load_dataset(d.dataset, root=d.data_dir, split="test", image_size=d.image_size, channels=d.channels,
                                 limit=self.samples, seed=0, test_fraction=d.test_fraction)
             out["memorisation"] = nearest(images, test.images, train.images)
         if nll_images:
-            from ..evaluate import nll_bound
-
-            bound = nll_bound(model, schedule, config, device, images=nll_images,
-                              timesteps=NLL_TIMESTEPS, seed=0)  # the same images and timestep draws in every arm
+            bound = nll_bound(denoiser, images=nll_images, timesteps=NLL_TIMESTEPS, seed=0,
+                              device=device)  # the same images and timestep draws in every arm
             out["nll"] = {"value": bound["nll_bpd"], "se": bound["nll_bpd_stderr"], "images": bound["nll_images"],
                           "timesteps": bound["nll_timesteps"], "variance": bound["nll_variance"],
                           "per_image": bound["nll_bpd_per_image"], "s": bound["nll_s"]}

@@ -18,44 +18,10 @@ t-interval over the K paired seeds). A study then calls a claim settled only whe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..metrics.frechet import FeatureStats, ResampledFrechet
-
-
-BOOTSTRAP_DRAWS = 200
-LEVEL = 0.95
-
-
-@dataclass
-class BootstrappedFID:
-    """FID of the whole set, its 95% bootstrap interval and the B re-centred resampled values (for differences)."""
-
-    value: float
-    low: float
-    high: float
-    draws: np.ndarray
-    num: int
-
-    def as_dict(self) -> dict:
-        """Plain data (study-result.json): the draws are kept, so that differences between arms can be bootstrapped."""
-        return {"value": self.value, "low": self.low, "high": self.high, "num": self.num, "draws": self.draws.tolist()}
-
-
-def bootstrap_fid(features: np.ndarray, reference: FeatureStats, *, feature: str, draws: int = BOOTSTRAP_DRAWS,
-                  seed: int = 0) -> BootstrappedFID:
-    """FID of features [n, D] of the extractor ``feature`` against ``reference``, with its re-centred bootstrap
-    interval over the n rows."""
-    fid = ResampledFrechet(features, reference, feature=feature)
-    n = len(fid.x)
-    rng = np.random.default_rng(seed)
-    value = fid()
-    values = np.array([fid(np.bincount(rng.integers(0, n, n), minlength=n)) for _ in range(draws)])
-    values += value - values.mean()  # re-centred: the resampling's own upward bias removed
-    tail = (1 - LEVEL) / 2
-    return BootstrappedFID(value, float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)), values, n)
+from ..metrics.bootstrap import LEVEL
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:

@@ -20,10 +20,9 @@ from ..config import RunConfig
 from ..errors import DdpmError
 from ..io import atomic_write_text
 
-CONFIG_FILE = "config.json"
-LOG_FILE = "metrics.jsonl"
+from ..run_files import CONFIG_FILE, LOG_FILE
 # What a run writes into its directory; --force sets exactly these aside (a user's own files stay where they are).
-RUN_FILES = ("checkpoints", LOG_FILE, CONFIG_FILE, "progress", "report", "report.html", "samples.png", "samples.npz",
+RUN_FILES = ("checkpoints", LOG_FILE, CONFIG_FILE, "progress", "tensorboard", "report", "report.html", "samples.png", "samples.npz",
              "summary.md")
 SET_ASIDE_PREFIX = ".replaced-"
 
@@ -35,7 +34,7 @@ def holds_run(out: Path) -> bool:
 def check_new_run(out: Path, force: bool) -> None:
     """A new run may go into ``out`` if it holds none, or with ``force`` (the old one is set aside later)."""
     if holds_run(out) and not force:
-        raise DdpmError(f"{out} already holds a run; use --resume to continue it or --force to replace it")
+        raise DdpmError(f"{out} already holds a run; continue it (resume=True) or replace it (force=True)")
 
 
 def set_aside_old_run(out: Path) -> Path | None:
@@ -52,7 +51,7 @@ def set_aside_old_run(out: Path) -> Path | None:
 
 
 # What a new run creates before its first checkpoint; removed again if it ends without one (``undo_new_run``).
-STARTED_FILES = ("checkpoints", LOG_FILE, CONFIG_FILE, "progress")
+STARTED_FILES = ("checkpoints", LOG_FILE, CONFIG_FILE, "progress", "tensorboard")
 
 
 def undo_new_run(out: Path, created: list[str], made_folder: bool, set_aside: Path | None) -> None:
@@ -83,10 +82,6 @@ def drop_set_aside(folder: Path | None) -> None:
     """Delete what ``set_aside_old_run`` moved, once the new run has a complete checkpoint."""
     if folder is not None and folder.is_dir():
         shutil.rmtree(folder)
-
-
-def write_config(out: Path, config: RunConfig) -> None:
-    atomic_write_text(out / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
 
 
 def resume_point(out: Path, checkpoint: Path | None = None) -> tuple[Path | None, RunConfig]:

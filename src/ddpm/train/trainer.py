@@ -1,18 +1,16 @@
 """The training loop and its cadence: logs, progress grids, checkpoints, time budgets and signals.
 
 The pieces it uses each hold one idea: ``run_dir`` (the run directory's lifecycle), ``state`` (the resume
-state), ``step`` (one optimiser step).
+state), ``step`` (one optimiser step), ``loggers`` (where log records go), ``callbacks`` (what a program hooks in).
 """
 from __future__ import annotations
 
 import copy
-import json
-import os
 import signal
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -22,12 +20,17 @@ from ..checkpoint import list_checkpoints, load_state, load_weights, save_checkp
 from ..config import RunConfig, resume_config
 from ..data import ImageData, load_dataset
 from ..errors import DdpmError, TrainingDiverged
-from ..generate import generate, labels_for
+from ..conditioning import labels_for
+from ..denoiser import Denoiser
+from ..run_files import write_config
+from ..generation import generate
 from ..models import build_model, build_schedule, load_into
 from ..nets import is_classifier
 from ..progress import progress_bar
 from ..viz import save_grid
 from . import run_dir
+from .callbacks import Callback
+from .loggers import Logger, LoggerGroup, check_log_to, open_loggers
 from ..timestep_sampler import TimestepSampler
 from .state import DataOrder, global_rng_state, restore_global_rng_state, seed_global_rngs
 from .step import lr_at, train_step
@@ -148,6 +151,7 @@ class Trainer:
             config = resume_config(saved, config)
         else:
             run_dir.check_new_run(self.out, force)
+        check_log_to(config.train.log_to)  # a logger that cannot be built is refused before any file is touched
         d = config.data
         self.data = data or load_dataset(d.dataset, root=d.data_dir, split="train", image_size=d.image_size,
                                          channels=d.channels, limit=d.limit, seed=config.train.seed,
@@ -185,6 +189,7 @@ class Trainer:
         self.noise_gen = torch.Generator(device=device).manual_seed(t.seed + 2)
         self.elapsed_before = 0.0
         self.started, self.start_step = time.time(), 0
+        self.callbacks: list[Callback] = []  # those of the current ``run``
         # One seed for every progress grid: the same x_T and step noise, so successive grids show the same samples improving.
         self.progress_seed = t.seed + 3
         self.progress_labels = self.class_cycle(progress_grid_size(self.config))
@@ -250,12 +255,14 @@ class Trainer:
         show the null context, unconditional samples)."""
         return labels_for(self.config.classes_shown(), num)
 
+    def denoiser(self) -> Denoiser:
+        """The EMA weights as a ``Denoiser`` (sharing the trainer's module: no copy) — what the trainer samples."""
+        return Denoiser.from_config(self.config, self.ema, step=self.step)
+
     def sample_ema(self, num: int, *, seed: int = 0, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """uint8 samples [num, C, H, W] from the EMA weights with the run's [sample] settings."""
-        s, d = self.config.sample, self.config.data
-        return generate(self.ema, self.schedule, num=num, shape=(d.channels, d.image_size, d.image_size),
-                        **s.generate_options(), **self.config.diffusion.model_options(), labels=labels, seed=seed,
-                        device=self.device)
+        """uint8 samples [num, C, H, W] from the EMA weights with the run's [sample] settings (``generate``)."""
+        denoiser = self.denoiser()
+        return generate(denoiser, denoiser.plan(labels=labels), num, seed=seed, device=self.device)
 
     def save_progress_grid(self) -> Path | None:
         if not self.world.is_main:
@@ -263,12 +270,12 @@ class Trainer:
         images = self.sample_ema(progress_grid_size(self.config), seed=self.progress_seed, labels=self.progress_labels)
         return save_grid(images, self.out / "progress" / f"step_{self.step:07d}.png", nrow=self.config.classes_shown())
 
-    def _log(self, log, window: LogWindow, skipped: int) -> LogWindow:
+    def _log(self, log: Logger, window: LogWindow, skipped: int) -> LogWindow:
         now = time.time()
         record = {"kind": "train", "step": self.step, **window.summary(now), "lr": lr_at(self.config.train, self.step - 1),
                   "elapsed_s": self.elapsed_before + now - self.started, "skipped_steps": skipped}
-        log.write(json.dumps(record) + "\n")
-        log.flush()
+        log.write(record)
+        self._notify("on_log", record)
         postfix = {"loss": f"{record['loss']:.4f}", "img_s": f"{record['images_per_s']:.0f}"}
         if self.deadline is not None:  # a time bar counts seconds: say where the steps are
             postfix["step"] = f"{self.step}/{self.config.train.steps}"
@@ -292,10 +299,33 @@ class Trainer:
         done = max(time.time() - self.started, self.budget_s * (self.step - self.start_step) / max(1, t.steps - self.start_step))
         self.bar.update(min(round(done), round(self.budget_s)) - self.bar.n)
 
+    def _checkpoint(self) -> None:
+        path = self.save_checkpoint()
+        if path is not None:
+            self._notify("on_checkpoint", path)
+
+    def _notify(self, hook: str, *args: Any) -> None:
+        """Call ``hook`` of each callback, on the main rank only. A callback that draws random numbers (a sample
+        grid without a seed, a random evaluation batch) or switches the network to eval mode must not change the
+        run: the global RNGs, which drive dropout and are saved for resume, and the train mode are put back."""
+        if not self.callbacks or not self.world.is_main:
+            return
+        rngs, training = global_rng_state(self.device), self.model.training
+        try:
+            for callback in self.callbacks:
+                getattr(callback, hook)(self, *args)
+        finally:
+            restore_global_rng_state(rngs, self.device)
+            self.model.train(training)
+
     # -- the loop --------------------------------------------------------------------------------
-    def run(self, stop_when: Callable[["Trainer"], str | None] | None = None) -> dict[str, Any]:
+    def run(self, stop_when: Callable[["Trainer"], str | None] | None = None,
+            callbacks: Iterable[Callback] = ()) -> dict[str, Any]:
         """Train until train.steps or the time budget; SIGINT/SIGTERM save a checkpoint and raise ``Interrupted``.
-        ``stop_when(trainer)``, asked before every step, may end training early by returning the reason."""
+        ``stop_when(trainer)``, asked before every step, may end training early by returning the reason.
+        ``callbacks`` (``ddpm.train.callbacks``): called on the main rank after each step, log record and
+        checkpoint, and with the returned summary at the end; they leave the training itself unchanged."""
+        self.callbacks = list(callbacks)
         main = self.world.is_main  # the only rank that touches the run directory
         made_folder = not self.out.exists()
         created: list[str] = []
@@ -303,14 +333,16 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             self.set_aside = run_dir.set_aside_old_run(self.out) if self.replacing else None
             created = [name for name in run_dir.STARTED_FILES if not (self.out / name).exists()]
-            run_dir.write_config(self.out, self.config)
+            write_config(self.out, self.config)
         self.replacing = False
         if self.world.rank > 0:  # dropout masks of its own: from (seed, step, rank), not a copy of rank 0's
             torch.manual_seed(int(np.random.SeedSequence([self.config.train.seed, self.step, self.world.rank]).generate_state(1, np.uint64)[0]))
         stop_signal: list[int] = []
         previous = _install_handlers(lambda signum, frame: stop_signal.append(signum))
         try:
-            with (self.out / run_dir.LOG_FILE).open("a") if main else open(os.devnull, "w") as log:
+            # metrics.jsonl and, with train.log_to, TensorBoard; the other ranks log nothing
+            loggers = open_loggers(self.out, self.config.train.log_to, first_step=self.step + 1) if main else LoggerGroup([])
+            with loggers as log:
                 return self._loop(log, stop_signal, stop_when)
         except BaseException:
             if main and not self.resumed and not list_checkpoints(self.out):  # a new run without a checkpoint: leave no trace
@@ -364,19 +396,22 @@ class Trainer:
                 if grid_every and self.step % grid_every == 0:
                     self.save_progress_grid()
                 if self.step % t.checkpoint_every == 0:
-                    self.save_checkpoint()
+                    self._checkpoint()
+                self._notify("on_step")
             if window.steps:  # what was trained since the last record (a time budget rarely ends on log_every)
                 self._log(log, window, skipped)
         if self.world.is_main and (not list_checkpoints(self.out) or list_checkpoints(self.out)[-1][0] != self.step):
-            self.save_checkpoint()
+            self._checkpoint()
         distributed.barrier()  # no rank leaves before the checkpoint is complete
         if stop_signal:
             raise Interrupted(stop_signal[0], self.step, self.out)
         if grid_every and self.world.is_main and not (self.out / "progress" / f"step_{self.step:07d}.png").exists():
             self.save_progress_grid()
-        return {"steps": self.step, "stopped_by": stop_reason, "skipped_steps": skipped,
-                "elapsed_s": self.elapsed_before + time.time() - self.started,
-                "parameters": sum(p.numel() for p in self.model.parameters())}
+        summary = {"steps": self.step, "stopped_by": stop_reason, "skipped_steps": skipped,
+                   "elapsed_s": self.elapsed_before + time.time() - self.started,
+                   "parameters": sum(p.numel() for p in self.model.parameters())}
+        self._notify("on_end", summary)
+        return summary
 
 
 def _install_handlers(handler) -> dict[int, Any]:

@@ -8,43 +8,28 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from .. import rng
-from ..data import to_uint8
-from ..guidance import ClassifierFreeGuidance, ClassifierGuidance
-from ..sampling import sample
-from ..schedules import NoiseSchedule
+from ..generation import generate
 from .images import labelled_panel, save_gif
 from .process import Trajectory, _evenly
 
 
-def guided(model, weight: float, schedule: NoiseSchedule, *, null_label: int | None, prediction: str,
-           classifier=None, pass_labels: bool = False, interval: tuple[float, float] = (0.0, 1.0)):
-    """``model`` guided with strength ``weight``: the classifier scale s when a classifier is given, else the
-    classifier-free weight w (applied while t/T is in ``interval``)."""
+def sweep_plans(plan, weights: Sequence[float], classifier=None) -> list:
+    """``plan`` once per weight: the classifier scale s when a ``classifier`` is given (classifier guidance alone,
+    no classifier-free weight), else the classifier-free weight w (with the plan's guidance interval)."""
     if classifier is not None:
-        return ClassifierGuidance(model, classifier, weight, schedule, prediction, pass_labels=pass_labels)
-    return ClassifierFreeGuidance(model, weight, null_label=null_label, interval=interval, num_timesteps=schedule.num_timesteps)
+        return [plan.replace(guidance=0.0, classifier=classifier, classifier_scale=float(w)) for w in weights]
+    return [plan.replace(guidance=float(w)) for w in weights]
 
 
-def guidance_sweep(model, schedule: NoiseSchedule, shape: tuple[int, int, int], weights: Sequence[float], *, cond: dict,
-                   sampler: str = "ddpm", steps: int | None = 50, prediction: str = "eps", variance: str = "fixed_small",
-                   clip_x0: bool = True, null_label: int | None = None, classifier=None, seed: int = 0, device="cpu",
-                   interval: tuple[float, float] = (0.0, 1.0)) -> tuple[torch.Tensor, list[Trajectory]]:
-    """Sample the n conditions of ``cond`` (y [n] and/or context [n, k]) once per weight, every run from the same
-    per-sample noise (x_T and each step's): uint8 [W, n, C, H, W] and each run's trajectory. ``null_label``: the
-    model's "no label" index (a class-conditional model; None for one on context vectors or an unconditional one
-    guided by ``classifier``, whose scales the weights then are)."""
-    n = len(next(iter(cond.values())))
+def guidance_sweep(denoiser, plan, weights: Sequence[float], *, num: int, classifier=None, seed: int = 0,
+                   device=None) -> tuple[torch.Tensor, list[Trajectory]]:
+    """Sample ``num`` images (the plan's labels or contexts, or the classes in turn) once per weight, every run from
+    the same per-sample noise (x_T and each step's): uint8 [W, num, C, H, W] and each run's trajectory. ``classifier``
+    given: the weights are its scales."""
     finals, records = [], []
-    options = {"variance": variance} if sampler == "ddpm" else {}
-    for weight in weights:
-        net = guided(model, weight, schedule, null_label=null_label, prediction=prediction, classifier=classifier,
-                     pass_labels=null_label is not None, interval=interval)
-        noise = rng.SampleNoise(seed, range(n))  # fresh streams per weight: the same x_T, then the same step noise
+    for weighted in sweep_plans(plan, weights, classifier):
         record = Trajectory()
-        x0 = sample(net, schedule, rng.randn((n, *shape), noise, device), sampler=sampler, steps=steps, prediction=prediction,
-                    clip_x0=clip_x0, generator=noise, callback=record, cond=cond, **options)
-        finals.append(to_uint8(x0).cpu())
+        finals.append(generate(denoiser, weighted, num, seed=seed, batch_size=max(num, 1), device=device, callback=record))
         records.append(record)
     return torch.stack(finals), records
 
@@ -68,22 +53,18 @@ def sweep_gif(records: list[Trajectory], finals: torch.Tensor, weights: Sequence
     return save_gif(frames, path)
 
 
-def interpolation_cells(model, schedule: NoiseSchedule, shape: tuple[int, int, int], start: torch.Tensor, end: torch.Tensor, *,
-                        frames: int = 8, rows: int = 4, guidance: float = 0.0, sampler: str = "ddpm", steps: int | None = 50,
-                        prediction: str = "eps", variance: str = "fixed_small", clip_x0: bool = True, seed: int = 0,
-                        device="cpu") -> torch.Tensor:
+def interpolation_cells(denoiser, plan, start: torch.Tensor, end: torch.Tensor, *, frames: int = 8, rows: int = 4,
+                        seed: int = 0, device=None) -> torch.Tensor:
     """uint8 [rows, frames, C, H, W]: context c = (1 − λ) c₁ + λ c₂ for ``frames`` values of λ from 0 to 1 (columns),
-    row r drawn with the noise (x_T and step noise) of sample r, held fixed along the row: what the model makes of
-    the vectors between two contexts [k]."""
+    row r drawn with the noise (x_T and step noise) of sample r, held fixed along the row, sampled as ``plan`` says
+    (its guidance included): what the model makes of the vectors between two contexts [k]."""
     lambdas = torch.linspace(0, 1, frames)
     contexts = ((1 - lambdas)[:, None] * start[None].float() + lambdas[:, None] * end[None].float())  # [frames, k]
-    contexts = contexts.repeat(rows, 1).to(device)  # row-major: sample (r, f) is row r, column f
-    noise = rng.SampleNoise(seed, [r for r in range(rows) for _ in range(frames)])  # the same stream along a row
-    net = ClassifierFreeGuidance(model, guidance, null_label=None) if guidance else model
-    options = {"variance": variance} if sampler == "ddpm" else {}
-    x0 = sample(net, schedule, rng.randn((rows * frames, *shape), noise, device), sampler=sampler, steps=steps,
-                prediction=prediction, clip_x0=clip_x0, generator=noise, cond={"context": contexts}, **options)
-    return to_uint8(x0).cpu().view(rows, frames, *shape)
+    contexts = contexts.repeat(rows, 1)  # row-major: sample (r, f) is row r, column f
+    streams = [r for r in range(rows) for _ in range(frames)]  # the same noise stream along a row
+    images = generate(denoiser, plan.replace(contexts=contexts, labels=None), rows * frames, seed=seed,
+                      device=device, streams=streams)
+    return images.view(rows, frames, *denoiser.shape)
 
 
 def interpolation_strip(cells: torch.Tensor, scale: int = 2) -> Image.Image:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..run_files import log_path
 from ..errors import DdpmError
 from ..io import atomic_write
 from ..schedules import NoiseSchedule
@@ -34,7 +35,7 @@ def _save(fig, path: str | Path) -> Path:
 def read_records(run_dir: Path, kind: str) -> list[dict[str, Any]]:
     """The records of one ``kind`` (train, eval, classifier_eval) in a run's metrics.jsonl, in order; half-written
     lines are skipped."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = log_path(run_dir)
     if not path.is_file():
         return []
     records = []

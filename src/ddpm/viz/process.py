@@ -8,10 +8,10 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from .. import rng
 from ..data import to_uint8
 from ..errors import DdpmError
-from ..sampling import StepInfo, sample
+from ..generation import generate
+from ..sampling import StepInfo
 from ..schedules import NoiseSchedule
 from .images import labelled_panel, make_grid, save_gif, to_pil
 
@@ -54,19 +54,12 @@ class Trajectory:
         self.steps.append((info.t, to_uint8(info.x_t.clamp(-1, 1)).cpu(), to_uint8(info.x0_pred).cpu()))
 
 
-def reverse_trajectory(model, schedule: NoiseSchedule, shape: tuple[int, int, int], *, num: int = 4, sampler: str = "ddim",
-                       steps: int | None = 50, prediction: str = "eps", variance: str = "fixed_small", seed: int = 0,
-                       cond=None, device="cpu", **options) -> tuple[Trajectory, torch.Tensor]:
-    """Run one sampler on ``num`` samples recording every step; returns the trajectory and the final uint8 images.
-    ``variance`` (the model's) is used by ancestral DDPM only."""
-    if sampler == "ddpm":
-        options["variance"] = variance
-    noise = rng.SampleNoise(seed, range(num))  # the samples ``ddpm sample --seed`` would draw first
-    x_T = rng.randn((num, *shape), noise, device)
+def reverse_trajectory(denoiser, plan=None, *, num: int = 4, seed: int = 0, device=None) -> tuple[Trajectory, torch.Tensor]:
+    """Sample ``num`` images of ``denoiser`` as ``plan`` says (default: the run's own) recording every step; returns
+    the trajectory and the final uint8 images [num, C, H, W] — the first ``num`` samples ``ddpm sample --seed`` draws."""
     record = Trajectory()
-    x0 = sample(model, schedule, x_T, sampler=sampler, steps=steps, prediction=prediction, generator=noise, callback=record,
-                cond=cond, **options)
-    return record, to_uint8(x0).cpu()
+    final = generate(denoiser, plan, num, seed=seed, batch_size=max(num, 1), device=device, callback=record)
+    return record, final
 
 
 def trajectory_gif(record: Trajectory, final: torch.Tensor, path: str | Path, scale: int = 3, max_frames: int = 60) -> Path:
@@ -103,22 +96,25 @@ SAMPLER_ROWS = (("DDPM, all T steps", "ddpm", {"steps": None}),
                 ("DPM-Solver++ 2M", "dpm-solver++", {}))
 
 
-def sampler_comparison(model, schedule: NoiseSchedule, shape: tuple[int, int, int], *, steps: int = 20, num: int = 8,
-                       prediction: str = "eps", variance: str = "fixed_small", seed: int = 0, clip_x0: bool = True,
-                       cond=None, device="cpu", scale: int = 2, include_full: bool = True) -> Image.Image:
-    """One row per sampler, all from the same x_T (and the same per-sample noise streams for the stochastic ones)."""
-    rows, labels = [], []
+def comparison_plans(plan, steps: int, include_full: bool = True) -> list[tuple[str, object]]:
+    """(row label, plan) of each sampler row: ``plan`` (guidance, clipping, conditioning) with the row's sampler."""
+    rows = []
     for label, name, options in SAMPLER_ROWS:
-        if options.get("steps", steps) is None and not include_full:
+        row = plan.replace(sampler=name, **{"steps": steps, "eta": None, "skip": None, "spacing": None, "order": None, **options})
+        if row.steps is None and not include_full:
             continue
-        kwargs = {"steps": steps, **options, **({"variance": variance} if name == "ddpm" else {})}
-        noise = rng.SampleNoise(seed, range(num))  # fresh streams per row: the same x_T, then the same step noise
-        x_T = rng.randn((num, *shape), noise, device)
-        x0 = sample(model, schedule, x_T, sampler=name, prediction=prediction, clip_x0=clip_x0, generator=noise, cond=cond, **kwargs)
-        rows.append(to_uint8(x0).cpu())
-        n = kwargs["steps"] or schedule.num_timesteps
-        labels.append(f"{label} ({n})" if "all" not in label else label)
-    return labelled_panel(torch.stack(rows), labels, [""] * num, scale=scale)
+        rows.append((label if "all" in label else f"{label} ({row.steps})", row))
+    return rows
+
+
+def sampler_comparison(denoiser, plan=None, *, steps: int = 20, num: int = 8, seed: int = 0, device=None, scale: int = 2,
+                       include_full: bool = True) -> Image.Image:
+    """One row per sampler (``SAMPLER_ROWS``, each with ``steps`` evaluations), all from the same x_T and the same
+    per-sample noise streams, sampled as ``plan`` (default: the run's own) says otherwise."""
+    plan = denoiser.plan() if plan is None else plan
+    rows = comparison_plans(plan, steps, include_full)
+    images = [generate(denoiser, row, num, seed=seed, device=device) for _, row in rows]
+    return labelled_panel(torch.stack(images), [label for label, _ in rows], [""] * num, scale=scale)
 
 
 def progress_gif(run_dir: Path, path: str | Path, scale: int = 2) -> Path:
