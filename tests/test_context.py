@@ -301,6 +301,7 @@ def test_viz_guidance_and_interpolation_from_the_command_line(context_run, tmp_p
     assert "must have 10 numbers" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_report_of_a_onehot_run_shows_the_guidance_sweep_and_the_interpolation(context_run):
     assert main(["report", str(context_run), "--no-full-ddpm"]) == 0
     page = (context_run / "report.html").read_text()

@@ -19,6 +19,7 @@ from ddpm.checkpoint import list_checkpoints
 from helpers import sklearn_digits, tiny_config
 
 
+@pytest.mark.slow
 def test_demo_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
     """~1 s of training, then everything the demo promises. The network's evaluations after training (the
     EMA / loaded models run in eval mode; training forwards do not) are exactly the number the overall
@@ -60,6 +61,7 @@ def test_no_progress_grid_is_reserved_when_training_stops_on_one():
     assert evaluations_after_training(config, 0) == evaluations_after_training(config, every + 1)
 
 
+@pytest.mark.slow
 def test_a_demo_whose_budget_is_spent_says_its_samples_are_untrained(tmp_path, capsys):
     """An install that took the whole budget: the demo still writes every file and says why they are noise."""
     out = tmp_path / "demo"

@@ -21,6 +21,8 @@ from test_data import make_idx_dir
 
 WEIGHT_ATOL = 1e-5
 OUR_FRAME = re.compile(r'File "[^"]*/ddpm/[^"]*\.py"')  # a traceback through ddpm's code (torchrun's agent prints its own)
+pytestmark = pytest.mark.slow  # every test here launches torchrun processes
+
 TINY = ["--data", "mnist-idx", "--batch-size", "8", "--seed", "3",
         "--set", "model.base_channels=16", "--set", "model.channel_mults=[1, 2]", "--set", "model.num_res_blocks=1",
         "--set", "model.attention_resolutions=[14]", "--set", "model.head_channels=16", "--set", "model.dropout=0.0",

