@@ -44,8 +44,7 @@ def sample_labels(denoiser: Denoiser, plan: SamplingPlan, num: int, first_index:
     index = torch.arange(first_index, first_index + num)
     if plan.labels is not None:
         return plan.labels.long()[index % len(plan.labels)]
-    classes = denoiser.classes_shown or (getattr(getattr(plan.classifier, "config", None), "num_classes", None)
-                                         if plan.classifier is not None else None)
+    classes = denoiser.classes_shown or getattr(getattr(plan.classifier, "config", None), "num_classes", None)
     if not classes or (plan.contexts is not None and not plan.classifier_guided):
         return None
     return index % classes
@@ -79,8 +78,6 @@ def generate(
         raise DdpmError(f"plan must be a SamplingPlan, got {type(plan).__name__}")
     if isinstance(num, bool) or not isinstance(num, int) or num < 0:
         raise DdpmError(f"the number of samples must be an integer ≥ 0, got {num!r}")
-    if plan.steps is not None and plan.steps > denoiser.num_timesteps:
-        raise DdpmError(f"steps must be in 1..{denoiser.num_timesteps} (the model's T), got {plan.steps}")
     device = denoiser.device if device is None else torch.device(device)
     shape = denoiser.shape
     labels = sample_labels(denoiser, plan, num, first_index)
