@@ -21,7 +21,7 @@ from .errors import DdpmError
 from .io import atomic_write_text
 from .models import build_model, build_schedule, load_model
 from .parameterization import Prediction, check_prediction
-from .run_files import LOG_FILE, MODEL_CARD, write_config
+from .run_files import CONFIG_FILE, LOG_FILE, MODEL_CARD, write_config
 from .schedules import NoiseSchedule
 from .variance import VARIANCE_TYPES, VarianceType
 
@@ -116,7 +116,7 @@ class Denoiser:
         if not isinstance(self.net, torch.nn.Module):
             raise DdpmError("save_pretrained saves a torch.nn.Module's weights; this denoiser's net is a plain callable")
         out = Path(directory)
-        if list_checkpoints(out) or (out / "config.json").exists():
+        if list_checkpoints(out) or (out / CONFIG_FILE).exists():
             raise DdpmError(f"{out} already holds a run; save into a new directory")
         (out / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
         write_config(out, self.config)

@@ -15,14 +15,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..checkpoint import list_checkpoints, resolve_checkpoint, state_path
+from ..checkpoint import CHECKPOINT_DIR, list_checkpoints, resolve_checkpoint, state_path
 from ..config import RunConfig
 from ..errors import DdpmError
 from ..io import atomic_write_text
 
 from ..run_files import CONFIG_FILE, LOG_FILE
 # What a run writes into its directory; --force sets exactly these aside (a user's own files stay where they are).
-RUN_FILES = ("checkpoints", LOG_FILE, CONFIG_FILE, "progress", "tensorboard", "report", "report.html", "samples.png", "samples.npz",
+RUN_FILES = (CHECKPOINT_DIR, LOG_FILE, CONFIG_FILE, "progress", "tensorboard", "report", "report.html", "samples.png", "samples.npz",
              "summary.md")
 SET_ASIDE_PREFIX = ".replaced-"
 
@@ -51,7 +51,7 @@ def set_aside_old_run(out: Path) -> Path | None:
 
 
 # What a new run creates before its first checkpoint; removed again if it ends without one (``undo_new_run``).
-STARTED_FILES = ("checkpoints", LOG_FILE, CONFIG_FILE, "progress", "tensorboard")
+STARTED_FILES = (CHECKPOINT_DIR, LOG_FILE, CONFIG_FILE, "progress", "tensorboard")
 
 
 def undo_new_run(out: Path, created: list[str], made_folder: bool, set_aside: Path | None) -> None:
